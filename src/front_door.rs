@@ -1,0 +1,175 @@
+//! The HTTP front door (SPEC §2.1–2.2): path → route, the checks before the
+//! upgrade, and the one place that turns a refusal into a status and body.
+//! Pure functions over the request parts.
+
+use bytes::Bytes;
+use http::header::{HeaderMap, HeaderValue, CONNECTION, CONTENT_TYPE, UPGRADE};
+use http::{Method, Response, StatusCode};
+use http_body_util::Full;
+
+use crate::hub::Kind;
+
+/// Where a request path leads. Only the path counts; it is not percent-decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route<'a> {
+    /// `/`
+    Root,
+    /// Exactly three segments: `/{channel}/{key}/{kind}` (segments may be empty).
+    Stream {
+        channel: &'a str,
+        key: &'a str,
+        kind: &'a str,
+    },
+    /// Anything else.
+    Other(&'a str),
+}
+
+pub fn route(path: &str) -> Route<'_> {
+    if path == "/" {
+        return Route::Root;
+    }
+    let Some(rest) = path.strip_prefix('/') else {
+        return Route::Other(path);
+    };
+    let mut parts = rest.split('/');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(channel), Some(key), Some(kind), None) => Route::Stream { channel, key, kind },
+        _ => Route::Other(path),
+    }
+}
+
+/// 1..=`max_len` characters of `A-Z a-z 0-9 _ -`.
+pub fn valid_id(id: &str, max_len: usize) -> bool {
+    !id.is_empty()
+        && id.len() <= max_len
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// Why a request is answered without an upgrade.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("too many concurrent connections from this address")]
+    TooManyRequests,
+    #[error("invalid channel")]
+    InvalidChannel,
+    #[error("invalid key")]
+    InvalidKey,
+    #[error("invalid connection kind")]
+    InvalidKind,
+    #[error("channel already has a publisher")]
+    AlreadyPublishing,
+    #[error("publish not authorised")]
+    PublishDenied,
+    #[error("address not in the play whitelist")]
+    NotWhitelisted,
+    #[error("upgrade request with a method other than GET")]
+    MethodNotAllowed,
+    #[error("not a valid websocket upgrade")]
+    BadRequest,
+    #[error("no such page")]
+    NotFound,
+}
+
+impl Refusal {
+    pub fn status(self) -> StatusCode {
+        match self {
+            Self::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
+            Self::InvalidChannel | Self::InvalidKey | Self::InvalidKind | Self::NotFound => {
+                StatusCode::NOT_FOUND
+            }
+            Self::AlreadyPublishing | Self::PublishDenied | Self::NotWhitelisted => {
+                StatusCode::FORBIDDEN
+            }
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::BadRequest => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    /// The exact body text the original sends.
+    pub fn body(self) -> &'static str {
+        match self {
+            Self::TooManyRequests => "Too many requests.",
+            Self::InvalidChannel => "Invalid channel.",
+            Self::InvalidKey => "Invalid key.",
+            Self::InvalidKind => "Invalid connection kind.",
+            Self::AlreadyPublishing => "Already publishing.",
+            Self::PublishDenied => "Invalid Key.",
+            Self::NotWhitelisted => "Cannot play: Not whitelisted.",
+            Self::MethodNotAllowed => "Method Not Allowed\n",
+            Self::BadRequest => "Bad Request\n",
+            Self::NotFound => "Not found.",
+        }
+    }
+
+    pub fn response(self) -> Response<Full<Bytes>> {
+        let mut response = text_response(self.status(), self.body());
+        if matches!(self, Self::MethodNotAllowed | Self::BadRequest) {
+            response
+                .headers_mut()
+                .insert("Sec-WebSocket-Version", HeaderValue::from_static("13"));
+        }
+        response
+    }
+}
+
+/// A `text/plain; charset=utf-8` response.
+pub fn text_response(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+/// Channel, key and kind checks, in the order of SPEC §2.2.
+pub fn validate(channel: &str, key: &str, kind: &str, max_len: usize) -> Result<Kind, Refusal> {
+    if !valid_id(channel, max_len) {
+        return Err(Refusal::InvalidChannel);
+    }
+    if !valid_id(key, max_len) {
+        return Err(Refusal::InvalidKey);
+    }
+    Kind::parse(kind).ok_or(Refusal::InvalidKind)
+}
+
+/// The WebSocket handshake checks, in the original's order (gorilla/websocket).
+pub fn check_upgrade(method: &Method, headers: &HeaderMap) -> Result<(), Refusal> {
+    if !header_has_token(headers, CONNECTION, "upgrade")
+        || !header_has_token(headers, UPGRADE, "websocket")
+    {
+        return Err(Refusal::BadRequest);
+    }
+    if method != Method::GET {
+        return Err(Refusal::MethodNotAllowed);
+    }
+    if !headers
+        .get_all("Sec-WebSocket-Version")
+        .iter()
+        .any(|v| v.as_bytes() == b"13")
+    {
+        return Err(Refusal::BadRequest);
+    }
+    let key_present = headers
+        .get("Sec-WebSocket-Key")
+        .is_some_and(|v| !v.as_bytes().trim_ascii().is_empty());
+    if !key_present {
+        return Err(Refusal::BadRequest);
+    }
+    Ok(())
+}
+
+fn header_has_token(headers: &HeaderMap, name: http::header::HeaderName, token: &str) -> bool {
+    headers.get_all(name).iter().any(|value| {
+        value
+            .as_bytes()
+            .split(|b| *b == b',')
+            .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+    })
+}
+
+#[cfg(test)]
+mod tests;

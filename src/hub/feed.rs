@@ -1,0 +1,104 @@
+//! One receiver's view of a session: its cache replay, then the live log from
+//! its cursor. Used by the receiver's writer task.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::sync::watch;
+
+use super::{Head, Lagged, Session};
+
+/// Most chunks handed out in one batch (one vectored write).
+pub const MAX_BATCH_CHUNKS: usize = 256;
+/// About the most bytes handed out in one batch.
+pub const MAX_BATCH_BYTES: u64 = 4 << 20;
+
+#[derive(Debug)]
+pub struct Feed {
+    session: Arc<Session>,
+    replay: VecDeque<Bytes>,
+    cursor: u64,
+    head: watch::Receiver<Head>,
+    /// Probe: one chunk, then the end.
+    remaining: Option<usize>,
+}
+
+/// What the writer does next.
+#[derive(Debug, PartialEq, Eq)]
+pub enum FeedEvent {
+    /// Chunks were appended to the batch.
+    Data,
+    /// The publisher is gone (or the probe got its chunk) and everything was handed out.
+    End,
+    Lagged(Lagged),
+}
+
+impl Feed {
+    pub(super) fn new(session: Arc<Session>, replay: Vec<Bytes>, cursor: u64, probe: bool) -> Self {
+        let head = session.subscribe_head();
+        Self {
+            session,
+            replay: replay.into(),
+            cursor,
+            head,
+            remaining: probe.then_some(1),
+        }
+    }
+
+    /// Waits for the next chunks and appends them to `out` (cancel-safe).
+    pub async fn next_batch(&mut self, out: &mut Vec<Bytes>) -> FeedEvent {
+        loop {
+            if self.remaining == Some(0) {
+                return FeedEvent::End;
+            }
+            let max = self.remaining.unwrap_or(MAX_BATCH_CHUNKS);
+            if !self.replay.is_empty() {
+                let n = self.replay.len().min(max);
+                out.extend(self.replay.drain(..n));
+                self.consumed(n);
+                return FeedEvent::Data;
+            }
+            let ended = self.head.borrow_and_update().ended;
+            let before = out.len();
+            let read = self
+                .session
+                .log()
+                .read(self.cursor, max, MAX_BATCH_BYTES, out);
+            match read {
+                Err(lagged) => return FeedEvent::Lagged(lagged),
+                Ok(cursor) => self.cursor = cursor,
+            }
+            if out.len() > before {
+                self.consumed(out.len() - before);
+                return FeedEvent::Data;
+            }
+            if ended || self.head.changed().await.is_err() {
+                return FeedEvent::End;
+            }
+        }
+    }
+
+    /// Resolves when this receiver has fallen out of the lag window (cancel-safe).
+    pub async fn lagged(&mut self) -> Lagged {
+        loop {
+            if let Err(lagged) = self.session.log().check_lag(self.cursor) {
+                return lagged;
+            }
+            if self.head.changed().await.is_err() {
+                return std::future::pending().await;
+            }
+        }
+    }
+
+    /// Bytes between this receiver's cursor and the live head.
+    pub fn behind(&self) -> Result<u64, Lagged> {
+        self.session.log().check_lag(self.cursor)
+    }
+
+    fn consumed(&mut self, n: usize) {
+        if let Some(left) = self.remaining.as_mut() {
+            *left = left.saturating_sub(n);
+        }
+    }
+}

@@ -1,0 +1,405 @@
+//! Channels: the publisher claim, waiting receivers, and each publishing
+//! session's chunk log.
+//!
+//! A publisher appends chunks to its session's [`ChunkLog`] under a short lock
+//! and bumps a watch; every receiver's writer task reads from its own cursor.
+//! The publisher never waits for a receiver.
+
+pub mod feed;
+pub mod log;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use bytes::Bytes;
+use subtle::ConstantTimeEq;
+use tokio::sync::{oneshot, watch};
+use tokio_util::sync::CancellationToken;
+
+pub use self::feed::{Feed, FeedEvent};
+pub use self::log::{ChunkLog, Lagged};
+
+/// What a streaming connection asked to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Publish,
+    Receive,
+    ReceiveClearCache,
+    Probe,
+}
+
+impl Kind {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "publish" => Some(Self::Publish),
+            "receive" => Some(Self::Receive),
+            "receive-clear-cache" => Some(Self::ReceiveClearCache),
+            "probe" => Some(Self::Probe),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Publish => "publish",
+            Self::Receive => "receive",
+            Self::ReceiveClearCache => "receive-clear-cache",
+            Self::Probe => "probe",
+        }
+    }
+}
+
+/// Sizes that shape every session.
+#[derive(Debug, Clone, Copy)]
+pub struct HubSettings {
+    pub cache_limit: u64,
+    pub lag_limit: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("channel already has a publisher")]
+pub struct AlreadyPublishing;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("stream key does not match the publisher's")]
+pub struct InvalidKey;
+
+/// State of one publishing session, shared by the publisher and its receivers.
+#[derive(Debug)]
+pub struct Session {
+    log: Mutex<ChunkLog>,
+    head: watch::Sender<Head>,
+}
+
+/// What receivers watch: the log's head and whether the publisher is gone.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Head {
+    pub seq: u64,
+    pub ended: bool,
+}
+
+impl Session {
+    fn new(settings: HubSettings) -> Self {
+        Self {
+            log: Mutex::new(ChunkLog::new(settings.cache_limit, settings.lag_limit)),
+            head: watch::Sender::new(Head::default()),
+        }
+    }
+
+    pub(crate) fn log(&self) -> MutexGuard<'_, ChunkLog> {
+        // Every ChunkLog method leaves it consistent, so a poisoned lock is still usable.
+        self.log.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Appends a chunk for every receiver (never waits for them).
+    pub fn push(&self, chunk: Bytes) {
+        let seq = {
+            let mut log = self.log();
+            log.push(chunk);
+            log.head_seq()
+        };
+        self.head.send_modify(|h| h.seq = seq);
+    }
+
+    fn end(&self) {
+        self.head.send_modify(|h| h.ended = true);
+    }
+
+    /// Bytes held by the cache (overhead included).
+    pub fn cache_bytes(&self) -> u64 {
+        self.log().cache_bytes()
+    }
+
+    /// Starts a receiver of `kind` on this running session (cache replay, then live).
+    fn feed(self: &Arc<Self>, kind: Kind) -> Feed {
+        let mut log = self.log();
+        let replay: Vec<Bytes> = match kind {
+            Kind::Probe => log.first_cached().into_iter().collect(),
+            _ => log.cached(),
+        };
+        if kind == Kind::ReceiveClearCache {
+            log.stop_caching();
+        }
+        Feed::new(self.clone(), replay, log.head_seq(), kind == Kind::Probe)
+    }
+
+    /// Starts a receiver that was waiting before the session's first chunk.
+    fn feed_from_start(self: &Arc<Self>, kind: Kind) -> Feed {
+        Feed::new(self.clone(), Vec::new(), 0, kind == Kind::Probe)
+    }
+
+    pub(crate) fn subscribe_head(&self) -> watch::Receiver<Head> {
+        self.head.subscribe()
+    }
+}
+
+/// The hub: every channel with a publisher or waiting receivers.
+#[derive(Debug)]
+pub struct Hub {
+    settings: HubSettings,
+    channels: Mutex<HashMap<String, Channel>>,
+    next_id: std::sync::atomic::AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct Channel {
+    publisher: Option<Publisher>,
+    waiting: Vec<Waiter>,
+}
+
+#[derive(Debug)]
+struct Publisher {
+    claim_id: u64,
+    key: String,
+    stream_id: Option<String>,
+    session: Option<Arc<Session>>,
+    kill: CancellationToken,
+}
+
+#[derive(Debug)]
+struct Waiter {
+    id: u64,
+    key: String,
+    kind: Kind,
+    start: oneshot::Sender<Result<Feed, InvalidKey>>,
+}
+
+impl Hub {
+    pub fn new(settings: HubSettings) -> Arc<Self> {
+        Arc::new(Self {
+            settings,
+            channels: Mutex::new(HashMap::new()),
+            next_id: std::sync::atomic::AtomicU64::new(1),
+        })
+    }
+
+    fn channels(&self) -> MutexGuard<'_, HashMap<String, Channel>> {
+        // Each critical section leaves the map consistent; a poisoned lock is still usable.
+        self.channels.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn id(&self) -> u64 {
+        self.next_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Atomically claims `channel` for a publisher; the claim is released when dropped.
+    pub fn claim(
+        self: &Arc<Self>,
+        channel: &str,
+        key: &str,
+    ) -> Result<PublisherClaim, AlreadyPublishing> {
+        let claim_id = self.id();
+        let kill = CancellationToken::new();
+        let mut channels = self.channels();
+        let entry = channels.entry(channel.to_owned()).or_default();
+        if entry.publisher.is_some() {
+            return Err(AlreadyPublishing);
+        }
+        entry.publisher = Some(Publisher {
+            claim_id,
+            key: key.to_owned(),
+            stream_id: None,
+            session: None,
+            kill: kill.clone(),
+        });
+        Ok(PublisherClaim {
+            hub: self.clone(),
+            channel: channel.to_owned(),
+            claim_id,
+            kill,
+        })
+    }
+
+    /// Starts a receiver now if a publisher is active, else registers it as waiting.
+    pub fn subscribe(self: &Arc<Self>, channel: &str, key: &str, kind: Kind) -> Subscription {
+        let mut channels = self.channels();
+        let entry = channels.entry(channel.to_owned()).or_default();
+        if let Some(publisher) = &entry.publisher {
+            if let Some(session) = &publisher.session {
+                if !keys_match(&publisher.key, key) {
+                    return Subscription::Ready(Err(InvalidKey));
+                }
+                return Subscription::Ready(Ok(session.feed(kind)));
+            }
+        }
+        let (tx, rx) = oneshot::channel();
+        let id = self.id();
+        entry.waiting.push(Waiter {
+            id,
+            key: key.to_owned(),
+            kind,
+            start: tx,
+        });
+        Subscription::Waiting(WaitTicket {
+            hub: self.clone(),
+            channel: channel.to_owned(),
+            id,
+            start: rx,
+        })
+    }
+
+    /// Closes the publisher of `channel` if its stream id matches (`None` = any id).
+    pub fn kill(&self, channel: &str, stream_id: Option<&str>) -> bool {
+        let channels = self.channels();
+        let Some(publisher) = channels.get(channel).and_then(|c| c.publisher.as_ref()) else {
+            return false;
+        };
+        let matches = match stream_id {
+            None => true,
+            Some(id) => publisher.stream_id.as_deref() == Some(id),
+        };
+        if matches {
+            publisher.kill.cancel();
+        }
+        matches
+    }
+
+    /// Closes every active publisher.
+    pub fn kill_all(&self) -> usize {
+        let channels = self.channels();
+        let mut killed = 0;
+        for publisher in channels.values().filter_map(|c| c.publisher.as_ref()) {
+            if publisher.session.is_some() {
+                publisher.kill.cancel();
+                killed += 1;
+            }
+        }
+        killed
+    }
+
+    /// Channels with an active publisher.
+    pub fn active_channels(&self) -> usize {
+        let channels = self.channels();
+        channels
+            .values()
+            .filter(|c| c.publisher.as_ref().is_some_and(|p| p.session.is_some()))
+            .count()
+    }
+
+    /// Number of map entries (channels with a publisher or waiting receivers).
+    pub fn channel_entries(&self) -> usize {
+        self.channels().len()
+    }
+
+    fn remove_if_empty(channels: &mut HashMap<String, Channel>, channel: &str) {
+        if channels
+            .get(channel)
+            .is_some_and(|c| c.publisher.is_none() && c.waiting.is_empty())
+        {
+            channels.remove(channel);
+        }
+    }
+}
+
+fn keys_match(expected: &str, given: &str) -> bool {
+    bool::from(expected.as_bytes().ct_eq(given.as_bytes()))
+}
+
+/// A channel claimed by one publisher. Dropping it ends the session and frees the channel.
+#[derive(Debug)]
+pub struct PublisherClaim {
+    hub: Arc<Hub>,
+    channel: String,
+    claim_id: u64,
+    kill: CancellationToken,
+}
+
+impl PublisherClaim {
+    /// Cancelled when the coordinator kills this stream.
+    pub fn kill_token(&self) -> CancellationToken {
+        self.kill.clone()
+    }
+
+    pub fn channel(&self) -> &str {
+        &self.channel
+    }
+
+    /// Opens the publishing session: waiting receivers with the right key start from its first chunk.
+    pub fn activate(&self, stream_id: Option<String>) -> Arc<Session> {
+        let session = Arc::new(Session::new(self.hub.settings));
+        let mut channels = self.hub.channels();
+        let Some(entry) = channels.get_mut(&self.channel) else {
+            return session;
+        };
+        let Some(publisher) = entry
+            .publisher
+            .as_mut()
+            .filter(|p| p.claim_id == self.claim_id)
+        else {
+            return session;
+        };
+        publisher.session = Some(session.clone());
+        publisher.stream_id = stream_id;
+        let key = publisher.key.clone();
+        for waiter in entry.waiting.drain(..) {
+            let start = if keys_match(&key, &waiter.key) {
+                Ok(session.feed_from_start(waiter.kind))
+            } else {
+                Err(InvalidKey)
+            };
+            // A waiter that already left dropped its receiver; nothing to do then.
+            let _ = waiter.start.send(start);
+        }
+        session
+    }
+}
+
+impl Drop for PublisherClaim {
+    fn drop(&mut self) {
+        let mut channels = self.hub.channels();
+        let Some(entry) = channels.get_mut(&self.channel) else {
+            return;
+        };
+        if entry
+            .publisher
+            .as_ref()
+            .is_some_and(|p| p.claim_id == self.claim_id)
+        {
+            if let Some(publisher) = entry.publisher.take() {
+                if let Some(session) = publisher.session {
+                    session.end();
+                }
+            }
+        }
+        Hub::remove_if_empty(&mut channels, &self.channel);
+    }
+}
+
+/// How a receiver starts.
+#[derive(Debug)]
+pub enum Subscription {
+    Ready(Result<Feed, InvalidKey>),
+    Waiting(WaitTicket),
+}
+
+/// A receiver waiting for a publisher; leaves the waiting list when dropped.
+#[derive(Debug)]
+pub struct WaitTicket {
+    hub: Arc<Hub>,
+    channel: String,
+    id: u64,
+    start: oneshot::Receiver<Result<Feed, InvalidKey>>,
+}
+
+impl WaitTicket {
+    /// Resolves when a publisher arrives (cancel-safe).
+    pub async fn started(&mut self) -> Result<Feed, InvalidKey> {
+        // The sender lives in the hub until it is used, so a closed channel cannot happen
+        // while this ticket exists; treat it as a refusal to be safe.
+        (&mut self.start).await.unwrap_or(Err(InvalidKey))
+    }
+}
+
+impl Drop for WaitTicket {
+    fn drop(&mut self) {
+        let mut channels = self.hub.channels();
+        if let Some(entry) = channels.get_mut(&self.channel) {
+            entry.waiting.retain(|w| w.id != self.id);
+        }
+        Hub::remove_if_empty(&mut channels, &self.channel);
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,136 @@
+use std::time::Duration;
+
+use super::*;
+
+fn hub(cache: u64) -> Arc<Hub> {
+    Hub::new(HubSettings {
+        cache_limit: cache,
+        lag_limit: 1 << 20,
+    })
+}
+
+async fn drain(feed: &mut Feed) -> (Vec<u8>, FeedEvent) {
+    let mut out = Vec::new();
+    loop {
+        let mut batch = Vec::new();
+        let event = tokio::time::timeout(Duration::from_secs(5), feed.next_batch(&mut batch))
+            .await
+            .expect("feed stalled");
+        out.extend(batch.iter().map(|c| c[0]));
+        if event != FeedEvent::Data {
+            return (out, event);
+        }
+    }
+}
+
+fn ready(sub: Subscription) -> Result<Feed, InvalidKey> {
+    match sub {
+        Subscription::Ready(r) => r,
+        Subscription::Waiting(_) => panic!("expected a ready subscription"),
+    }
+}
+
+#[test]
+fn one_claim_per_channel_released_on_drop() {
+    let hub = hub(0);
+    let claim = hub.claim("c", "k").unwrap();
+    assert!(hub.claim("c", "k").is_err());
+    assert!(hub.claim("other", "k").is_ok());
+    drop(claim);
+    assert!(hub.claim("c", "k").is_ok());
+    assert_eq!(hub.channel_entries(), 0);
+}
+
+#[tokio::test]
+async fn replay_then_live_then_end() {
+    let hub = hub(1 << 20);
+    let claim = hub.claim("c", "k").unwrap();
+    let session = claim.activate(None);
+    session.push(Bytes::from_static(&[1]));
+    session.push(Bytes::from_static(&[2]));
+    let mut feed = ready(hub.subscribe("c", "k", Kind::Receive)).unwrap();
+    session.push(Bytes::from_static(&[3]));
+    drop(claim);
+    assert_eq!(drain(&mut feed).await, (vec![1, 2, 3], FeedEvent::End));
+}
+
+#[tokio::test]
+async fn wrong_key_is_refused_now_and_when_waiting() {
+    let hub = hub(0);
+    let mut waiting = match hub.subscribe("c", "bad", Kind::Receive) {
+        Subscription::Waiting(t) => t,
+        Subscription::Ready(_) => panic!("nobody publishes yet"),
+    };
+    let claim = hub.claim("c", "k").unwrap();
+    let _session = claim.activate(None);
+    assert_eq!(waiting.started().await.err(), Some(InvalidKey));
+    assert_eq!(
+        ready(hub.subscribe("c", "bad", Kind::Receive)).err(),
+        Some(InvalidKey)
+    );
+}
+
+#[tokio::test]
+async fn waiting_probe_gets_the_first_chunk_only() {
+    let hub = hub(1 << 20);
+    let Subscription::Waiting(mut ticket) = hub.subscribe("c", "k", Kind::Probe) else {
+        panic!("should wait");
+    };
+    let claim = hub.claim("c", "k").unwrap();
+    let session = claim.activate(None);
+    let mut feed = ticket.started().await.unwrap();
+    session.push(Bytes::from_static(&[7]));
+    session.push(Bytes::from_static(&[8]));
+    assert_eq!(drain(&mut feed).await, (vec![7], FeedEvent::End));
+}
+
+#[tokio::test]
+async fn probe_gets_first_cached_chunk() {
+    let hub = hub(1 << 20);
+    let claim = hub.claim("c", "k").unwrap();
+    let session = claim.activate(None);
+    session.push(Bytes::from_static(&[1]));
+    session.push(Bytes::from_static(&[2]));
+    let mut feed = ready(hub.subscribe("c", "k", Kind::Probe)).unwrap();
+    assert_eq!(drain(&mut feed).await, (vec![1], FeedEvent::End));
+}
+
+#[tokio::test]
+async fn clear_cache_replays_then_empties_the_cache() {
+    let hub = hub(1 << 20);
+    let claim = hub.claim("c", "k").unwrap();
+    let session = claim.activate(None);
+    session.push(Bytes::from_static(&[1]));
+    let mut clearing = ready(hub.subscribe("c", "k", Kind::ReceiveClearCache)).unwrap();
+    session.push(Bytes::from_static(&[2]));
+    let mut late = ready(hub.subscribe("c", "k", Kind::Receive)).unwrap();
+    session.push(Bytes::from_static(&[3]));
+    assert_eq!(session.cache_bytes(), 0);
+    drop(claim);
+    assert_eq!(drain(&mut clearing).await.0, [1, 2, 3]);
+    assert_eq!(drain(&mut late).await.0, [3]);
+}
+
+#[tokio::test]
+async fn kill_by_id_or_any() {
+    let hub = hub(0);
+    let claim = hub.claim("c", "k").unwrap();
+    let _s = claim.activate(Some("s1".into()));
+    assert!(!hub.kill("c", Some("other")));
+    assert!(!claim.kill_token().is_cancelled());
+    assert!(hub.kill("c", Some("s1")));
+    assert!(claim.kill_token().is_cancelled());
+    let claim2 = hub.claim("d", "k").unwrap();
+    let _s2 = claim2.activate(None);
+    assert!(hub.kill("d", None));
+    assert_eq!(hub.kill_all(), 2);
+}
+
+#[tokio::test]
+async fn dropped_waiters_leave_no_trace() {
+    let hub = hub(0);
+    for _ in 0..100 {
+        drop(hub.subscribe("c", "k", Kind::Receive));
+    }
+    assert_eq!(hub.channel_entries(), 0);
+}

@@ -1,0 +1,224 @@
+//! Accept loop, per-connection HTTP handling, and the dispatch of streaming
+//! requests to sessions once the front door lets them through.
+
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::access::IpLimiter;
+use crate::config::Config;
+use crate::front_door::{self, text_response, Refusal, Route};
+use crate::hub::{Hub, HubSettings, Kind};
+use crate::session::{self, Limits, SessionInfo};
+
+/// Everything a connection needs, shared by all of them.
+#[derive(Debug)]
+pub struct AppState {
+    pub config: Config,
+    pub hub: Arc<Hub>,
+    pub limiter: IpLimiter,
+    pub shutdown: CancellationToken,
+    pub tasks: TaskTracker,
+    next_session: AtomicU64,
+}
+
+impl AppState {
+    pub fn new(config: Config) -> Arc<Self> {
+        let hub = Hub::new(HubSettings {
+            cache_limit: config.gop_cache_bytes,
+            lag_limit: config.receiver_queue_bytes,
+        });
+        let limiter = IpLimiter::new(
+            config.max_ip_concurrent,
+            config.concurrent_limit_whitelist.clone(),
+        );
+        Arc::new(Self {
+            config,
+            hub,
+            limiter,
+            shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+            next_session: AtomicU64::new(1),
+        })
+    }
+
+    fn limits(&self, kind: Kind) -> Limits {
+        Limits {
+            heartbeat: self.config.heartbeat,
+            idle_timeout: self.config.idle_timeout,
+            max_message_bytes: if kind == Kind::Publish {
+                self.config.max_message_bytes
+            } else {
+                self.config.max_client_message_bytes
+            },
+        }
+    }
+}
+
+/// The banner `/` answers when the test client is disabled.
+pub fn banner() -> &'static str {
+    concat!(
+        "Websocket streaming server - Version ",
+        env!("CARGO_PKG_VERSION")
+    )
+}
+
+/// Accepts connections until `state.shutdown` is cancelled.
+pub async fn serve(listener: TcpListener, state: Arc<AppState>) {
+    let mut backoff = Duration::from_millis(5);
+    loop {
+        let accepted = tokio::select! {
+            () = state.shutdown.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((tcp, peer)) => {
+                backoff = Duration::from_millis(5);
+                let state = state.clone();
+                state.tasks.clone().spawn(connection(tcp, peer, state));
+            }
+            Err(e) => {
+                // Out of file descriptors and the like: wait, never give up the listener.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+        }
+    }
+}
+
+async fn connection(tcp: TcpStream, peer: SocketAddr, state: Arc<AppState>) {
+    let _ = tcp.set_nodelay(true);
+    let ip = peer.ip().to_canonical();
+    let svc_state = state.clone();
+    let service = service_fn(move |req| {
+        let state = svc_state.clone();
+        async move { Ok::<_, Infallible>(handle(req, ip, &state)) }
+    });
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(state.config.upgrade_timeout)
+        .max_buf_size(state.config.max_request_head_bytes);
+    let conn = builder
+        .serve_connection(TokioIo::new(tcp), service)
+        .with_upgrades();
+    if let Err(e) = conn.await {
+        tracing::debug!(client.addr = %ip, error = %e, "http connection ended with an error");
+    }
+}
+
+fn handle(mut req: Request<Incoming>, ip: IpAddr, state: &Arc<AppState>) -> Response<Full<Bytes>> {
+    match front_door::route(req.uri().path()) {
+        Route::Root => text_response(StatusCode::OK, banner()),
+        Route::Stream { channel, key, kind } => {
+            let (channel, key, kind) = (channel.to_owned(), key.to_owned(), kind.to_owned());
+            match streaming(&mut req, ip, state, &channel, &key, &kind) {
+                Ok(response) => response,
+                Err(refusal) => refusal.response(),
+            }
+        }
+        _ => Refusal::NotFound.response(),
+    }
+}
+
+fn streaming(
+    req: &mut Request<Incoming>,
+    ip: IpAddr,
+    state: &Arc<AppState>,
+    channel: &str,
+    key: &str,
+    kind: &str,
+) -> Result<Response<Full<Bytes>>, Refusal> {
+    let id = state.next_session.fetch_add(1, Ordering::Relaxed);
+    let tag = format!("#{id} ({ip})");
+    let refused = |refusal: Refusal| {
+        tracing::info!(target: "request", status = refusal.status().as_u16(), "{tag} refused: {refusal}");
+        refusal
+    };
+    let slot = state
+        .limiter
+        .acquire(ip)
+        .ok_or_else(|| refused(Refusal::TooManyRequests))?;
+    let max = state.config.id_max_length;
+    let kind = front_door::validate(channel, key, kind, max).map_err(refused)?;
+    tracing::info!(target: "request", channel, kind = kind.as_str(), "{tag} request");
+    let info = SessionInfo {
+        id,
+        ip,
+        channel: channel.to_owned(),
+        kind,
+    };
+    let limits = state.limits(kind);
+    let shutdown = state.shutdown.clone();
+    let upgrade_timeout = state.config.upgrade_timeout;
+    if kind == Kind::Publish {
+        let claim = state
+            .hub
+            .claim(channel, key)
+            .map_err(|_| refused(Refusal::AlreadyPublishing))?;
+        front_door::check_upgrade(req.method(), req.headers()).map_err(refused)?;
+        let (response, upgrade) = upgrade(req).map_err(refused)?;
+        tracing::info!(target: "request", channel, "{tag} publish accepted");
+        state.tasks.spawn(async move {
+            let _slot = slot;
+            if let Some(io) = finish_upgrade(upgrade, upgrade_timeout, &info).await {
+                session::run_publisher(io, info, claim, None, limits, shutdown).await;
+            }
+        });
+        return Ok(response);
+    }
+    if !state.config.play_whitelist.contains(ip) {
+        return Err(refused(Refusal::NotWhitelisted));
+    }
+    front_door::check_upgrade(req.method(), req.headers()).map_err(refused)?;
+    let (response, upgrade) = upgrade(req).map_err(refused)?;
+    let hub = state.hub.clone();
+    let key = key.to_owned();
+    state.tasks.spawn(async move {
+        let _slot = slot;
+        if let Some(io) = finish_upgrade(upgrade, upgrade_timeout, &info).await {
+            let subscription = hub.subscribe(&info.channel, &key, kind);
+            session::run_receiver(io, info, subscription, limits, shutdown).await;
+        }
+    });
+    Ok(response)
+}
+
+type UpgradeFut = fastwebsockets::upgrade::UpgradeFut;
+
+fn upgrade(req: &mut Request<Incoming>) -> Result<(Response<Full<Bytes>>, UpgradeFut), Refusal> {
+    let (response, fut) = fastwebsockets::upgrade::upgrade(req).map_err(|_| Refusal::BadRequest)?;
+    Ok((response.map(|_| Full::new(Bytes::new())), fut))
+}
+
+async fn finish_upgrade(
+    fut: UpgradeFut,
+    limit: Duration,
+    info: &SessionInfo,
+) -> Option<hyper::upgrade::Upgraded> {
+    match tokio::time::timeout(limit, fut).await {
+        Ok(Ok(ws)) => Some(ws.into_inner().into_inner()),
+        Ok(Err(e)) => {
+            tracing::info!(target: "request", error = %e, "{} upgrade failed", info.tag());
+            None
+        }
+        Err(_) => {
+            tracing::info!(target: "request", "{} upgrade timed out", info.tag());
+            None
+        }
+    }
+}

@@ -1,0 +1,211 @@
+//! WebSocket sessions after the upgrade: a reader loop (chunks in, liveness,
+//! size bound) and a writer task (heartbeats, replies, and for receivers the
+//! feed of chunks) per connection.
+
+pub mod frames;
+mod reader;
+mod writer;
+
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use fastwebsockets::{after_handshake_split, Role, WebSocketRead};
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::hub::{Kind, PublisherClaim, Subscription};
+
+pub(crate) type BoxRead = Box<dyn AsyncRead + Send + Unpin>;
+pub(crate) type BoxWrite = Box<dyn AsyncWrite + Send + Unpin>;
+
+/// Who the session is, for logs (never the key).
+#[derive(Debug, Clone)]
+pub struct SessionInfo {
+    pub id: u64,
+    pub ip: IpAddr,
+    pub channel: String,
+    pub kind: Kind,
+}
+
+impl SessionInfo {
+    /// `#{id} ({ip})`, as the original's request lines.
+    pub fn tag(&self) -> String {
+        format!("#{} ({})", self.id, self.ip)
+    }
+}
+
+/// Timers and bounds of one session.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub heartbeat: Duration,
+    pub idle_timeout: Duration,
+    pub max_message_bytes: usize,
+}
+
+/// Why and how a connection is closed; the first reason given wins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Close {
+    pub code: u16,
+    pub reason: &'static str,
+}
+
+impl Close {
+    pub const END_OF_STREAM: Close = Close {
+        code: 1000,
+        reason: "end of stream",
+    };
+    pub const CLIENT_CLOSED: Close = Close {
+        code: 1000,
+        reason: "",
+    };
+    pub const KILLED: Close = Close {
+        code: 1000,
+        reason: "stream killed",
+    };
+    pub const SHUTDOWN: Close = Close {
+        code: 1001,
+        reason: "server shutting down",
+    };
+    pub const PROTOCOL: Close = Close {
+        code: 1002,
+        reason: "protocol error",
+    };
+    pub const LAGGING: Close = Close {
+        code: 1008,
+        reason: "receiver too slow",
+    };
+    pub const IDLE: Close = Close {
+        code: 1008,
+        reason: "idle timeout",
+    };
+    pub const INVALID_KEY: Close = Close {
+        code: 1008,
+        reason: "invalid streaming key",
+    };
+    pub const TOO_BIG: Close = Close {
+        code: 1009,
+        reason: "message too big",
+    };
+}
+
+#[derive(Debug)]
+struct Closer {
+    token: CancellationToken,
+    close: Mutex<Option<Close>>,
+}
+
+impl Closer {
+    fn new(shutdown: &CancellationToken) -> Arc<Self> {
+        Arc::new(Self {
+            token: shutdown.child_token(),
+            close: Mutex::new(None),
+        })
+    }
+
+    fn close(&self, close: Close) {
+        let mut slot = self.close.lock().unwrap_or_else(PoisonError::into_inner);
+        slot.get_or_insert(close);
+        drop(slot);
+        self.token.cancel();
+    }
+
+    /// The reason given, or shutdown when the server's token cancelled us.
+    fn reason(&self) -> Close {
+        let slot = self.close.lock().unwrap_or_else(PoisonError::into_inner);
+        slot.unwrap_or(Close::SHUTDOWN)
+    }
+}
+
+/// Control frames the reader asks the writer to send.
+#[derive(Debug)]
+enum Outgoing {
+    Pong(Vec<u8>),
+}
+
+/// Splits an upgraded connection into framed read half and raw write half.
+pub fn split(upgraded: Upgraded) -> (WebSocketRead<BoxRead>, BoxWrite) {
+    let (read, write): (BoxRead, BoxWrite) = match upgraded.downcast::<TokioIo<TcpStream>>() {
+        Ok(parts) => {
+            let (r, w) = parts.io.into_inner().into_split();
+            let buffered = std::io::Cursor::new(parts.read_buf);
+            (Box::new(buffered.chain(r)), Box::new(w))
+        }
+        Err(upgraded) => {
+            let (r, w) = tokio::io::split(TokioIo::new(upgraded));
+            (Box::new(r), Box::new(w))
+        }
+    };
+    let (mut reader, _unused) = after_handshake_split(read, tokio::io::sink(), Role::Server);
+    reader.set_auto_close(false);
+    reader.set_auto_pong(false);
+    (reader, write)
+}
+
+/// Runs a publisher until its connection ends; dropping the claim then ends the session.
+pub async fn run_publisher(
+    upgraded: Upgraded,
+    info: SessionInfo,
+    claim: PublisherClaim,
+    stream_id: Option<String>,
+    limits: Limits,
+    shutdown: CancellationToken,
+) {
+    let (read, write) = split(upgraded);
+    let session = claim.activate(stream_id);
+    let kill = claim.kill_token();
+    let closer = Closer::new(&shutdown);
+    let (tx, rx) = mpsc::channel(8);
+    let writer = tokio::spawn(writer::run(
+        write,
+        writer::Source::None,
+        rx,
+        closer.clone(),
+        limits,
+        info.clone(),
+    ));
+    let read_loop = reader::run(read, Some(session), tx, &closer, limits, &info);
+    tokio::select! {
+        () = read_loop => {}
+        () = closer.token.cancelled() => {}
+        () = kill.cancelled() => closer.close(Close::KILLED),
+    }
+    closer.close(Close::END_OF_STREAM);
+    // The writer sends the close frame; it is bounded by its own timeout.
+    let _ = writer.await;
+    drop(claim);
+    tracing::info!(target: "request", channel = %info.channel, reason = closer.reason().reason, "{} publish end", info.tag());
+}
+
+/// Runs a receiver or probe until its feed ends or its connection does.
+pub async fn run_receiver(
+    upgraded: Upgraded,
+    info: SessionInfo,
+    subscription: Subscription,
+    limits: Limits,
+    shutdown: CancellationToken,
+) {
+    let (read, write) = split(upgraded);
+    let closer = Closer::new(&shutdown);
+    let (tx, rx) = mpsc::channel(8);
+    let source = writer::Source::from(subscription);
+    let writer = tokio::spawn(writer::run(
+        write,
+        source,
+        rx,
+        closer.clone(),
+        limits,
+        info.clone(),
+    ));
+    let read_loop = reader::run(read, None, tx, &closer, limits, &info);
+    tokio::select! {
+        () = read_loop => {}
+        () = closer.token.cancelled() => {}
+    }
+    let _ = writer.await;
+    tracing::info!(target: "request", channel = %info.channel, kind = info.kind.as_str(), reason = closer.reason().reason, "{} play end", info.tag());
+}

@@ -1,0 +1,162 @@
+//! The read side of a session: frames in, messages reassembled under the size
+//! bound, liveness tracked; a publisher's binary messages go to its session.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use fastwebsockets::{OpCode, WebSocketError, WebSocketRead};
+use tokio::sync::mpsc;
+use tokio::time::timeout;
+
+use super::{BoxRead, Close, Closer, Limits, Outgoing, SessionInfo};
+use crate::hub::Session;
+
+/// A message being reassembled from fragments.
+struct Partial {
+    opcode: OpCode,
+    len: usize,
+    /// Kept only for a publisher's binary messages.
+    data: Option<BytesMut>,
+}
+
+/// Reads until the peer closes, fails, goes silent or breaks a bound; records why in `closer`.
+pub(super) async fn run(
+    mut read: WebSocketRead<BoxRead>,
+    session: Option<Arc<Session>>,
+    out: mpsc::Sender<Outgoing>,
+    closer: &Closer,
+    limits: Limits,
+    info: &SessionInfo,
+) {
+    read.set_max_message_size(limits.max_message_bytes.saturating_add(1));
+    let mut partial: Option<Partial> = None;
+    let mut stats = Stats::new();
+    let mut ignore_send = |_| async { Ok::<(), std::io::Error>(()) };
+    loop {
+        let frame = match timeout(limits.idle_timeout, read.read_frame(&mut ignore_send)).await {
+            Err(_) => return closer.close(Close::IDLE),
+            Ok(Err(WebSocketError::FrameTooLarge)) => return too_big(closer, info),
+            Ok(Err(e)) => {
+                tracing::debug!(target: "request", error = %e, "{} read ended", info.tag());
+                let close = if is_io(&e) {
+                    Close::CLIENT_CLOSED
+                } else {
+                    Close::PROTOCOL
+                };
+                return closer.close(close);
+            }
+            Ok(Ok(frame)) => frame,
+        };
+        let fin = frame.fin;
+        let payload = match frame.payload {
+            fastwebsockets::Payload::Bytes(b) => b,
+            other => BytesMut::from(&other[..]),
+        };
+        match frame.opcode {
+            OpCode::Close => return closer.close(Close::CLIENT_CLOSED),
+            OpCode::Ping => {
+                // A client that floods pings faster than we answer just loses some pongs.
+                let _ = out.try_send(Outgoing::Pong(payload.to_vec()));
+            }
+            OpCode::Pong => {}
+            OpCode::Text | OpCode::Binary => {
+                if partial.is_some() {
+                    return closer.close(Close::PROTOCOL);
+                }
+                let keep = frame.opcode == OpCode::Binary && session.is_some();
+                let mut message = Partial {
+                    opcode: frame.opcode,
+                    len: 0,
+                    data: keep.then(BytesMut::new),
+                };
+                if !message.append(payload, limits.max_message_bytes) {
+                    return too_big(closer, info);
+                }
+                partial = Some(message);
+            }
+            OpCode::Continuation => {
+                let Some(message) = partial.as_mut() else {
+                    return closer.close(Close::PROTOCOL);
+                };
+                if !message.append(payload, limits.max_message_bytes) {
+                    return too_big(closer, info);
+                }
+            }
+        }
+        if fin {
+            if let Some(message) = partial.take() {
+                deliver(message, session.as_deref(), &mut stats, info);
+            }
+        }
+    }
+}
+
+impl Partial {
+    /// Adds a fragment; false when the message grows over `max`.
+    fn append(&mut self, payload: BytesMut, max: usize) -> bool {
+        self.len = self.len.saturating_add(payload.len());
+        if self.len > max {
+            return false;
+        }
+        if let Some(data) = self.data.as_mut() {
+            if data.is_empty() {
+                *data = payload;
+            } else {
+                data.extend_from_slice(&payload);
+            }
+        }
+        true
+    }
+}
+
+fn deliver(message: Partial, session: Option<&Session>, stats: &mut Stats, info: &SessionInfo) {
+    let (Some(session), Some(data), OpCode::Binary) = (session, message.data, message.opcode)
+    else {
+        return;
+    };
+    let chunk: Bytes = data.freeze();
+    stats.chunk(chunk.len(), info);
+    session.push(chunk);
+}
+
+fn too_big(closer: &Closer, info: &SessionInfo) {
+    tracing::warn!(target: "request", "{} message over the size bound; closing", info.tag());
+    closer.close(Close::TOO_BIG);
+}
+
+fn is_io(e: &WebSocketError) -> bool {
+    matches!(
+        e,
+        WebSocketError::IoError(_) | WebSocketError::UnexpectedEOF
+    )
+}
+
+/// Chunk sizes and bitrate, logged under `LOG_DEBUG`.
+struct Stats {
+    since: Instant,
+    bytes: u64,
+    chunks: u64,
+}
+
+impl Stats {
+    fn new() -> Self {
+        Self {
+            since: Instant::now(),
+            bytes: 0,
+            chunks: 0,
+        }
+    }
+
+    fn chunk(&mut self, len: usize, info: &SessionInfo) {
+        self.bytes += len as u64;
+        self.chunks += 1;
+        tracing::debug!(target: "request", size = len, "{} chunk", info.tag());
+        let elapsed = self.since.elapsed();
+        if elapsed.as_secs() >= 10 {
+            let kbps = self.bytes as f64 * 8.0 / 1000.0 / elapsed.as_secs_f64();
+            tracing::debug!(target: "request", kbps = kbps as u64, chunks = self.chunks, "{} bitrate", info.tag());
+            *self = Self::new();
+        }
+    }
+}

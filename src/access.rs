@@ -151,7 +151,8 @@ mod tests {
 
     #[test]
     fn parses_ips_ranges_and_star() {
-        let cases: &[(&str, bool, &[(&str, bool)])] = &[
+        type Case<'a> = (&'a str, bool, &'a [(&'a str, bool)]);
+        let cases: &[Case] = &[
             ("", true, &[("1.2.3.4", true)]),
             ("", false, &[("1.2.3.4", false)]),
             (" , ", false, &[("1.2.3.4", false)]),

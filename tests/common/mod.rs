@@ -100,6 +100,29 @@ impl Server {
         panic!("no log line with {needle:?}; log:\n{}", self.log_text());
     }
 
+    /// Waits until `needle` appears on at least `count` log lines.
+    pub fn wait_log_count(&self, needle: &str, count: usize) {
+        let deadline = Instant::now() + STEP;
+        while Instant::now() < deadline {
+            if self
+                .log
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|l| l.contains(needle))
+                .count()
+                >= count
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!(
+            "fewer than {count} log lines with {needle:?}; log:\n{}",
+            self.log_text()
+        );
+    }
+
     /// Sends SIGTERM and waits for the exit status.
     pub fn stop(&mut self) -> std::process::ExitStatus {
         let _ = Command::new("kill")

@@ -317,7 +317,7 @@ async fn publisher_end_closes_active_receivers_and_idle_ones_wait_for_the_next()
             "close" => close(publisher).await,
             "reset" => {
                 if let tokio_tungstenite::MaybeTlsStream::Plain(tcp) = publisher.get_ref() {
-                    tcp.set_linger(Some(Duration::ZERO)).unwrap();
+                    tcp.set_zero_linger().unwrap();
                 }
                 drop(publisher);
             }

@@ -6,11 +6,13 @@
 //! the receivers' shared queue), and `session` runs the WebSocket loops: the
 //! publisher's reader appends chunks, each receiver's writer task sends them
 //! from its own cursor. `config` reads the environment, `access` holds the
-//! whitelists and the per-IP limit, `logging` sets up the log lines.
+//! whitelists and the per-IP limit, `control` is the optional coordinator
+//! link, `logging` sets up the log lines.
 #![forbid(unsafe_code)]
 
 pub mod access;
 pub mod config;
+pub mod control;
 pub mod front_door;
 pub mod hub;
 pub mod logging;

@@ -16,6 +16,8 @@ async fn main() -> ExitCode {
     };
     let config = loaded.config;
     logging::init(config.log_requests, config.log_debug);
+    // Only ring is compiled in, so this cannot conflict with another provider.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     for warning in &loaded.warnings {
         tracing::warn!("{warning}");
     }
@@ -37,11 +39,15 @@ async fn main() -> ExitCode {
     }
     let state = AppState::new(config);
     let shutdown = state.shutdown.clone();
+    let control_task = state.control.as_ref().map(|c| c.spawn(shutdown.clone()));
     let server = tokio::spawn(serve(listener, state.clone()));
     wait_for_signal().await;
     tracing::info!("shutting down");
     shutdown.cancel();
     let _ = server.await;
+    if let Some(task) = control_task {
+        let _ = task.await;
+    }
     state.tasks.close();
     if tokio::time::timeout(state.config.shutdown_grace, state.tasks.wait())
         .await

@@ -20,6 +20,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::access::IpLimiter;
 use crate::config::Config;
+use crate::control::Control;
 use crate::front_door::{self, text_response, Refusal, Route};
 use crate::hub::{Hub, HubSettings, Kind};
 use crate::session::{self, Limits, SessionInfo};
@@ -30,6 +31,8 @@ pub struct AppState {
     pub config: Config,
     pub hub: Arc<Hub>,
     pub limiter: IpLimiter,
+    /// The coordinator link; `None` stand-alone.
+    pub control: Option<Control>,
     pub shutdown: CancellationToken,
     pub tasks: TaskTracker,
     next_session: AtomicU64,
@@ -45,10 +48,14 @@ impl AppState {
             config.max_ip_concurrent,
             config.concurrent_limit_whitelist.clone(),
         );
+        let control = config.control.clone().map(|settings| {
+            Control::new(settings, hub.clone(), config.heartbeat, config.idle_timeout)
+        });
         Arc::new(Self {
             config,
             hub,
             limiter,
+            control,
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
             next_session: AtomicU64::new(1),
@@ -106,7 +113,7 @@ async fn connection(tcp: TcpStream, peer: SocketAddr, state: Arc<AppState>) {
     let svc_state = state.clone();
     let service = service_fn(move |req| {
         let state = svc_state.clone();
-        async move { Ok::<_, Infallible>(handle(req, ip, &state)) }
+        async move { Ok::<_, Infallible>(handle(req, ip, &state).await) }
     });
     let mut builder = http1::Builder::new();
     builder
@@ -121,12 +128,16 @@ async fn connection(tcp: TcpStream, peer: SocketAddr, state: Arc<AppState>) {
     }
 }
 
-fn handle(mut req: Request<Incoming>, ip: IpAddr, state: &Arc<AppState>) -> Response<Full<Bytes>> {
+async fn handle(
+    mut req: Request<Incoming>,
+    ip: IpAddr,
+    state: &Arc<AppState>,
+) -> Response<Full<Bytes>> {
     match front_door::route(req.uri().path()) {
         Route::Root => text_response(StatusCode::OK, banner()),
         Route::Stream { channel, key, kind } => {
             let (channel, key, kind) = (channel.to_owned(), key.to_owned(), kind.to_owned());
-            match streaming(&mut req, ip, state, &channel, &key, &kind) {
+            match streaming(&mut req, ip, state, &channel, &key, &kind).await {
                 Ok(response) => response,
                 Err(refusal) => refusal.response(),
             }
@@ -135,7 +146,7 @@ fn handle(mut req: Request<Incoming>, ip: IpAddr, state: &Arc<AppState>) -> Resp
     }
 }
 
-fn streaming(
+async fn streaming(
     req: &mut Request<Incoming>,
     ip: IpAddr,
     state: &Arc<AppState>,
@@ -171,13 +182,29 @@ fn streaming(
             .claim(channel, key)
             .map_err(|_| refused(Refusal::AlreadyPublishing))?;
         front_door::check_upgrade(req.method(), req.headers()).map_err(refused)?;
+        let ticket = match &state.control {
+            None => None,
+            Some(control) => {
+                tracing::info!(target: "request", channel, "{tag} publish request sent to the coordinator");
+                match control.authorize(channel, key, ip).await {
+                    Ok(ticket) => Some(ticket),
+                    Err(denied) => {
+                        tracing::info!(target: "request", channel, reason = %denied, "{tag} publish denied");
+                        return Err(refused(Refusal::PublishDenied));
+                    }
+                }
+            }
+        };
         let (response, upgrade) = upgrade(req).map_err(refused)?;
-        tracing::info!(target: "request", channel, "{tag} publish accepted");
+        let stream_id = ticket.as_ref().map(|t| t.stream_id.clone());
+        tracing::info!(target: "request", channel, stream_id = stream_id.as_deref().unwrap_or(""), "{tag} publish accepted");
         state.tasks.spawn(async move {
             let _slot = slot;
             if let Some(io) = finish_upgrade(upgrade, upgrade_timeout, &info).await {
-                session::run_publisher(io, info, claim, None, limits, shutdown).await;
+                session::run_publisher(io, info, claim, stream_id, limits, shutdown).await;
             }
+            // The claim is gone (receivers closed, channel freed); PUBLISH-END goes last.
+            drop(ticket);
         });
         return Ok(response);
     }

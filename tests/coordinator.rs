@@ -1,0 +1,366 @@
+//! Coordinator mode (SPEC §3) through the real binary against a scripted coordinator.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::coordinator::{Coordinator, Link};
+use common::*;
+use jsonwebtoken::{decode, Algorithm, DecodingKey, Validation};
+use tokio_tungstenite::tungstenite::Message;
+use ws_stream_server::control::codec::ControlMessage;
+
+const SECRET: &str = "coordinator-secret-7781";
+
+fn server_for(coord: &Coordinator, extra: &[(&str, &str)]) -> Server {
+    let base = coord.base_url();
+    let mut vars = vec![
+        ("CONTROL_BASE_URL", base.as_str()),
+        ("CONTROL_SECRET", SECRET),
+        ("LOG_DEBUG", "YES"),
+    ];
+    vars.extend_from_slice(extra);
+    Server::start(&vars)
+}
+
+fn reply(method: &str, request: &ControlMessage, stream_id: &str) -> ControlMessage {
+    ControlMessage::new(method)
+        .with_param("Request-ID", request.param("Request-ID").unwrap())
+        .with_param("Stream-Channel", request.param("Stream-Channel").unwrap())
+        .with_param("Stream-ID", stream_id)
+}
+
+/// Starts a publish in the background; the coordinator must answer it.
+fn publish_async(
+    server: &Server,
+    path: &str,
+) -> tokio::task::JoinHandle<Result<Ws, (u16, String)>> {
+    let url = server.url(path);
+    tokio::spawn(async move { try_ws(&url).await })
+}
+
+/// The server's side of the link is up once it logs so.
+fn linked(server: &Server, times: usize) {
+    server.wait_log_count("connected to the coordinator", times);
+}
+
+async fn accepted(server: &Server, link: &mut Link, channel: &str, stream_id: &str) -> Ws {
+    let publish = publish_async(server, &format!("/{channel}/key1/publish"));
+    let request = link.recv().await;
+    assert_eq!(request.method(), "PUBLISH-REQUEST");
+    link.send(&reply("PUBLISH-ACCEPT", &request, stream_id))
+        .await;
+    publish.await.unwrap().expect("accepted publisher upgraded")
+}
+
+#[tokio::test]
+async fn dials_with_the_documented_path_and_headers() {
+    let mut coord = Coordinator::start().await;
+    let server = server_for(
+        &coord,
+        &[
+            ("EXTERNAL_IP", "10.9.8.7"),
+            ("EXTERNAL_PORT", "8443"),
+            ("EXTERNAL_SSL", "YES"),
+        ],
+    );
+    let link = coord.link().await;
+    assert_eq!(link.path, "/ws/control/wss");
+    assert_eq!(link.header("x-external-ip"), Some("10.9.8.7"));
+    assert_eq!(link.header("x-custom-port"), Some("8443"));
+    assert_eq!(link.header("x-ssl-use"), Some("true"));
+    let token = link.header("x-control-auth-token").expect("token header");
+    let mut validation = Validation::new(Algorithm::HS256);
+    validation.required_spec_claims.clear();
+    validation.validate_exp = false;
+    let claims = decode::<serde_json::Value>(
+        token,
+        &DecodingKey::from_secret(SECRET.as_bytes()),
+        &validation,
+    )
+    .expect("token signed with CONTROL_SECRET");
+    assert_eq!(claims.claims, serde_json::json!({"sub": "wss-control"}));
+    assert!(!server.log_text().contains(SECRET));
+    assert!(!server.log_text().contains(token));
+}
+
+#[tokio::test]
+async fn no_token_without_a_secret() {
+    let mut coord = Coordinator::start().await;
+    let base = coord.base_url();
+    let _server = Server::start(&[("CONTROL_BASE_URL", base.as_str())]);
+    let link = coord.link().await;
+    assert_eq!(link.header("x-control-auth-token"), None);
+    assert_eq!(link.header("x-ssl-use"), None);
+}
+
+#[tokio::test]
+async fn accept_relays_and_the_end_sends_publish_end() {
+    let mut coord = Coordinator::start().await;
+    let server = server_for(&coord, &[]);
+    let mut link = coord.link().await;
+    linked(&server, 1);
+    let publish = publish_async(&server, "/chan/key1/publish");
+    let request = link.recv().await;
+    assert_eq!(request.method(), "PUBLISH-REQUEST");
+    assert_eq!(request.param("Stream-Channel"), Some("chan"));
+    assert_eq!(request.param("Stream-Key"), Some("key1"));
+    assert_eq!(request.param("User-IP"), Some("127.0.0.1"));
+    assert!(request.param("Request-ID").unwrap().parse::<u64>().is_ok());
+    link.send(&reply("PUBLISH-ACCEPT", &request, "stream-42"))
+        .await;
+    let mut publisher = publish.await.unwrap().expect("upgraded");
+    let mut receiver = ws(&server.url("/chan/key1/receive")).await;
+    send(&mut publisher, vec![1, 2, 3]).await;
+    assert_eq!(next_binary(&mut receiver).await, [1, 2, 3]);
+    close(publisher).await;
+    assert_eq!(expect_close(&mut receiver).await, Some(1000));
+    let end = link.recv().await;
+    assert_eq!(end.method(), "PUBLISH-END");
+    assert_eq!(end.param("Stream-Channel"), Some("chan"));
+    assert_eq!(end.param("Stream-ID"), Some("stream-42"));
+    assert!(!server.log_text().contains("key1"), "key in log");
+}
+
+#[tokio::test]
+async fn deny_timeout_and_down_answer_invalid_key() {
+    let mut coord = Coordinator::start().await;
+    let server = server_for(&coord, &[("PUBLISH_AUTH_TIMEOUT_SECONDS", "1")]);
+    let mut link = coord.link().await;
+    linked(&server, 1);
+    // Denied.
+    let publish = publish_async(&server, "/c1/k/publish");
+    let request = link.recv().await;
+    link.send(&reply("PUBLISH-DENY", &request, "")).await;
+    assert_eq!(
+        publish.await.unwrap().err(),
+        Some((403, "Invalid Key.".to_owned()))
+    );
+    // No answer: denied after the timeout, and the channel is free again.
+    let started = Instant::now();
+    let publish = publish_async(&server, "/c1/k/publish");
+    let request = link.recv().await;
+    assert_eq!(
+        publish.await.unwrap().err(),
+        Some((403, "Invalid Key.".to_owned()))
+    );
+    assert!(started.elapsed() >= Duration::from_millis(900));
+    // Its late accept is answered with PUBLISH-END so the coordinator drops the stream.
+    link.send(&reply("PUBLISH-ACCEPT", &request, "late-stream"))
+        .await;
+    let end = link.recv().await;
+    assert_eq!(
+        (end.method(), end.param("Stream-ID")),
+        ("PUBLISH-END", Some("late-stream"))
+    );
+    // Link down: denied at once.
+    drop(link);
+    drop(coord);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = Instant::now();
+    assert_eq!(
+        try_ws(&server.url("/c1/k/publish")).await.err(),
+        Some((403, "Invalid Key.".to_owned()))
+    );
+    assert!(started.elapsed() < Duration::from_millis(900));
+}
+
+#[tokio::test]
+async fn coordinator_unreachable_at_start() {
+    let unused = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("ws://{}/", unused.local_addr().unwrap());
+    drop(unused);
+    let server = Server::start(&[("CONTROL_BASE_URL", url.as_str())]);
+    server.wait_log("cannot connect to the coordinator");
+    assert_eq!(
+        try_ws(&server.url("/c/k/publish")).await.err(),
+        Some((403, "Invalid Key.".to_owned()))
+    );
+    // Receivers are not affected by the coordinator.
+    let _r = ws(&server.url("/c/k/receive")).await;
+}
+
+#[tokio::test]
+async fn unknown_ids_and_bad_input_are_ignored() {
+    let mut coord = Coordinator::start().await;
+    let server = server_for(&coord, &[]);
+    let mut link = coord.link().await;
+    linked(&server, 1);
+    let bogus = ControlMessage::new("PUBLISH-ACCEPT")
+        .with_param("Request-ID", "987654")
+        .with_param("Stream-Channel", "x")
+        .with_param("Stream-ID", "s");
+    link.send(&bogus).await;
+    link.send_raw(Message::Text("garbage\n\n\u{0}\u{7f}ÿ".into()))
+        .await;
+    link.send_raw(Message::Text("".into())).await;
+    link.send_raw(Message::Binary(vec![0xff; 100].into())).await;
+    link.send_raw(Message::Text("SOMETHING-NEW\nA: b\n\nbody".into()))
+        .await;
+    link.send_raw(Message::Text("PUBLISH-DENY\n".into())).await;
+    link.send_raw(Message::Text("STREAM-KILL\n".into())).await;
+    link.send_raw(Message::Text("PUBLISH-ACCEPT\nRequest-ID: nope\n".into()))
+        .await;
+    link.send_raw(Message::Text(
+        "ERROR\nError-Code: 7\nError-Message: boom".into(),
+    ))
+    .await;
+    // The link is still up and works.
+    let mut publisher = accepted(&server, &mut link, "ok", "s-ok").await;
+    send(&mut publisher, vec![5]).await;
+    assert!(
+        server.log_text().contains("boom") || {
+            server.wait_log("boom");
+            true
+        }
+    );
+    link.quiet_for(Duration::from_millis(300)).await;
+}
+
+#[tokio::test]
+async fn kill_by_id_and_by_star() {
+    let mut coord = Coordinator::start().await;
+    let server = server_for(&coord, &[]);
+    let mut link = coord.link().await;
+    linked(&server, 1);
+    let mut a = accepted(&server, &mut link, "ka", "id-a").await;
+    let mut b = accepted(&server, &mut link, "kb", "id-b").await;
+    let kill = |channel: &str, id: &str| {
+        ControlMessage::new("STREAM-KILL")
+            .with_param("Stream-Channel", channel)
+            .with_param("Stream-ID", id)
+    };
+    link.send(&kill("ka", "wrong-id")).await;
+    link.quiet_for(Duration::from_millis(300)).await;
+    link.send(&kill("ka", "id-a")).await;
+    assert_eq!(expect_close(&mut a).await, Some(1000));
+    let end = link.recv().await;
+    assert_eq!(
+        (end.method(), end.param("Stream-ID")),
+        ("PUBLISH-END", Some("id-a"))
+    );
+    link.send(&kill("kb", "*")).await;
+    assert_eq!(expect_close(&mut b).await, Some(1000));
+    let end = link.recv().await;
+    assert_eq!(
+        (end.method(), end.param("Stream-ID")),
+        ("PUBLISH-END", Some("id-b"))
+    );
+}
+
+#[tokio::test]
+async fn reconnects_at_once_after_a_drop_and_closes_publishers() {
+    let mut coord = Coordinator::start().await;
+    let server = server_for(&coord, &[]);
+    let mut link = coord.link().await;
+    linked(&server, 1);
+    let mut publisher = accepted(&server, &mut link, "rc", "id-rc").await;
+    drop(link);
+    let mut again = coord.link().await;
+    linked(&server, 2);
+    assert_eq!(expect_close(&mut publisher).await, Some(1000));
+    let end = again.recv().await;
+    assert_eq!(
+        (end.method(), end.param("Stream-ID")),
+        ("PUBLISH-END", Some("id-rc"))
+    );
+}
+
+#[tokio::test]
+async fn reconnects_to_a_restarted_coordinator() {
+    let mut coord = Coordinator::start().await;
+    let addr = coord.addr.to_string();
+    let server = server_for(&coord, &[("CONTROL_RETRY_SECONDS", "1")]);
+    let link = coord.link().await;
+    linked(&server, 1);
+    drop(link);
+    drop(coord);
+    server.wait_log("control link down");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut restarted = Coordinator::start_on(&addr).await;
+    let mut link = restarted.link().await;
+    linked(&server, 2);
+    let _p = accepted(&server, &mut link, "back", "id-back").await;
+}
+
+#[tokio::test]
+async fn heartbeats_both_ways_and_silence_redials() {
+    let mut coord = Coordinator::start().await;
+    let server = server_for(
+        &coord,
+        &[("HEARTBEAT_SECONDS", "1"), ("IDLE_TIMEOUT_SECONDS", "3")],
+    );
+    let mut link = coord.link().await;
+    linked(&server, 1);
+    let started = Instant::now();
+    assert_eq!(link.recv_any().await.method(), "HEARTBEAT");
+    assert!(
+        started.elapsed() >= Duration::from_millis(700),
+        "nothing sent right after connecting"
+    );
+    // Our heartbeats keep the link up past the silence limit.
+    for _ in 0..4 {
+        link.send(&ControlMessage::new("HEARTBEAT")).await;
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+    }
+    coord.no_link_within(Duration::from_millis(100)).await;
+    // Silence: the server gives up on this link and dials again.
+    link.closed().await;
+    let _again = coord.link().await;
+}
+
+#[tokio::test]
+async fn racing_publishers_with_a_slow_coordinator() {
+    let mut coord = Coordinator::start().await;
+    let server = server_for(&coord, &[]);
+    let mut link = coord.link().await;
+    linked(&server, 1);
+    let first = publish_async(&server, "/race/k/publish");
+    let request = link.recv().await;
+    // While the coordinator thinks, the channel is already claimed.
+    assert_eq!(
+        try_ws(&server.url("/race/k/publish")).await.err(),
+        Some((403, "Already publishing.".to_owned()))
+    );
+    link.quiet_for(Duration::from_millis(300)).await;
+    link.send(&reply("PUBLISH-ACCEPT", &request, "id-race"))
+        .await;
+    let _p = first.await.unwrap().expect("first publisher accepted");
+}
+
+#[tokio::test]
+async fn a_publisher_that_leaves_while_waiting_frees_the_stream() {
+    let mut coord = Coordinator::start().await;
+    let server = server_for(&coord, &[]);
+    let mut link = coord.link().await;
+    linked(&server, 1);
+    let publish = publish_async(&server, "/gone/k/publish");
+    let request = link.recv().await;
+    publish.abort();
+    let _ = publish.await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    link.send(&reply("PUBLISH-ACCEPT", &request, "id-gone"))
+        .await;
+    let end = link.recv().await;
+    assert_eq!(
+        (end.method(), end.param("Stream-ID")),
+        ("PUBLISH-END", Some("id-gone"))
+    );
+    // And the channel is free.
+    let _p = accepted(&server, &mut link, "gone", "id-2").await;
+}
+
+#[tokio::test]
+async fn a_huge_control_message_drops_the_link_which_is_dialled_again() {
+    let mut coord = Coordinator::start().await;
+    let server = server_for(&coord, &[]);
+    let mut link = coord.link().await;
+    linked(&server, 1);
+    let huge = format!("ERROR\nError-Message: {}", "x".repeat(200 * 1024));
+    link.send_raw(Message::Text(huge.into())).await;
+    link.closed().await;
+    let mut again = coord.link().await;
+    linked(&server, 2);
+    let _p = accepted(&server, &mut again, "after-huge", "id-h").await;
+    assert_eq!(get(server.addr, "/").0, 200);
+}

@@ -1,0 +1,301 @@
+//! `ws-stream-bench`: load generator for any server speaking
+//! `ws://HOST:PORT/{channel}/{key}/{publish|receive}`, compared in the same run
+//! with a minimal relay (the loopback ceiling). See BENCHMARKS.md.
+
+#[path = "ws-stream-bench/chunk.rs"]
+mod chunk;
+#[path = "ws-stream-bench/client.rs"]
+mod client;
+#[path = "ws-stream-bench/idle.rs"]
+mod idle;
+#[path = "ws-stream-bench/procstat.rs"]
+mod procstat;
+#[path = "ws-stream-bench/publisher.rs"]
+mod publisher;
+#[path = "ws-stream-bench/receiver.rs"]
+mod receiver;
+#[path = "ws-stream-bench/relay.rs"]
+mod relay;
+#[path = "ws-stream-bench/report.rs"]
+mod report;
+#[path = "ws-stream-bench/scenario.rs"]
+mod scenario;
+#[path = "ws-stream-bench/stats.rs"]
+mod stats;
+#[path = "ws-stream-bench/target.rs"]
+mod target;
+#[path = "ws-stream-bench/traffic.rs"]
+mod traffic;
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::scenario::Load;
+use crate::target::{Relay, Target};
+
+const MAX_RECEIVERS: usize = 20_000;
+const MAX_DURATION_S: f64 = 600.0;
+const MAX_RUNS: usize = 20;
+
+#[derive(Parser)]
+#[command(
+    name = "ws-stream-bench",
+    version,
+    about = "Benchmark a ws-stream relay against the loopback ceiling"
+)]
+struct Cli {
+    #[command(flatten)]
+    common: Common,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Args)]
+struct Common {
+    /// Server under test, e.g. ws://127.0.0.1:8080 (omit to measure only the ceiling).
+    #[arg(long, global = true)]
+    target: Option<String>,
+    /// PID of the server under test, for its CPU time and RSS from /proc.
+    #[arg(long, global = true)]
+    server_pid: Option<u32>,
+    /// Allow a --target that is not a loopback address.
+    #[arg(long, global = true)]
+    allow_remote: bool,
+    /// Repetitions; tables show the median (min–max).
+    #[arg(long, global = true, default_value_t = 3)]
+    runs: usize,
+    /// Seconds of publishing per run (idle: seconds connections are held).
+    #[arg(long, global = true, default_value_t = 5.0)]
+    duration: f64,
+    /// Skip the ceiling relay.
+    #[arg(long, global = true)]
+    no_ceiling: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Profile {
+    /// 2.5 Mbit/s in 100 ms chunks (31,250 B).
+    Realistic,
+    /// 64 KiB chunks as fast as the slowest receiver allows.
+    Max,
+}
+
+#[derive(Args)]
+struct LoadArgs {
+    #[arg(long, value_enum, default_value_t = Profile::Max)]
+    profile: Profile,
+    /// Chunk size in bytes (overrides the profile; at least 32).
+    #[arg(long)]
+    chunk_size: Option<usize>,
+    /// Bits per second per publisher, e.g. 2.5M, 800k, or `max` (overrides the profile).
+    #[arg(long)]
+    rate: Option<String>,
+    /// How far (MiB) a publisher may lead its slowest healthy receiver.
+    #[arg(long, default_value_t = 8)]
+    window_mb: usize,
+    /// Check every byte of every K-th chunk (the others: length, seed, first and last word).
+    #[arg(long, default_value_t = 16)]
+    verify_every: u64,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// One publisher, N receivers (a comma list runs each N).
+    Fanout {
+        #[arg(long, value_delimiter = ',', default_value = "1")]
+        receivers: Vec<usize>,
+        #[command(flatten)]
+        load: LoadArgs,
+    },
+    /// M publishers with K receivers each.
+    Channels {
+        #[arg(long, default_value_t = 10)]
+        publishers: usize,
+        #[arg(long, default_value_t = 10)]
+        receivers: usize,
+        #[command(flatten)]
+        load: LoadArgs,
+    },
+    /// N idle receivers; reports the server's RSS per connection.
+    Idle {
+        #[arg(long, value_delimiter = ',', default_value = "5000")]
+        receivers: Vec<usize>,
+        /// Channels the receivers wait on (round robin).
+        #[arg(long, default_value_t = 1)]
+        channels: usize,
+    },
+    /// K healthy receivers without and with S receivers that stop reading (ours only).
+    Slow {
+        #[arg(long, default_value_t = 50)]
+        receivers: usize,
+        #[arg(long, default_value_t = 2)]
+        stuck: usize,
+        #[command(flatten)]
+        load: LoadArgs,
+    },
+    /// Runs the ceiling relay (started by the tool itself).
+    #[command(hide = true)]
+    Relay {
+        #[arg(long)]
+        listen: SocketAddr,
+    },
+}
+
+fn parse_rate(s: &str) -> Result<Option<f64>> {
+    if s.eq_ignore_ascii_case("max") {
+        return Ok(None);
+    }
+    let (num, mult) = match s.char_indices().last() {
+        Some((i, 'k' | 'K')) => (&s[..i], 1e3),
+        Some((i, 'm' | 'M')) => (&s[..i], 1e6),
+        Some((i, 'g' | 'G')) => (&s[..i], 1e9),
+        _ => (s, 1.0),
+    };
+    match num.parse::<f64>() {
+        Ok(v) if v > 0.0 && v.is_finite() => Ok(Some(v * mult)),
+        _ => bail!("invalid --rate {s:?}: expected e.g. 2.5M, 800k or max"),
+    }
+}
+
+fn load(common: &Common, a: &LoadArgs) -> Result<Load> {
+    let (chunk, rate) = match a.profile {
+        Profile::Realistic => (31_250, Some(2.5e6)),
+        Profile::Max => (65_536, None),
+    };
+    let chunk = a.chunk_size.unwrap_or(chunk);
+    if !(chunk::MIN_CHUNK..=(256 << 20)).contains(&chunk) {
+        bail!("--chunk-size must be {} B to 256 MiB", chunk::MIN_CHUNK);
+    }
+    Ok(Load {
+        chunk,
+        rate_bps: match &a.rate {
+            Some(r) => parse_rate(r)?,
+            None => rate,
+        },
+        window_bytes: a.window_mb.clamp(1, 1024) << 20,
+        verify_every: a.verify_every.max(1),
+        duration: Duration::from_secs_f64(common.duration),
+        runs: common.runs,
+    })
+}
+
+fn check_bounds(c: &Common, receivers: usize) -> Result<()> {
+    if !(c.duration > 0.0 && c.duration <= MAX_DURATION_S) {
+        bail!("--duration must be in (0, {MAX_DURATION_S}] seconds");
+    }
+    if !(1..=MAX_RUNS).contains(&c.runs) {
+        bail!("--runs must be 1 to {MAX_RUNS}");
+    }
+    if !(1..=MAX_RECEIVERS).contains(&receivers) {
+        bail!("receivers (all channels together) must be 1 to {MAX_RECEIVERS}");
+    }
+    Ok(())
+}
+
+async fn targets(c: &Common) -> Result<(Option<Target>, Option<Relay>)> {
+    let ours = match &c.target {
+        Some(url) => Some(target::server(url, c.allow_remote, c.server_pid).await?),
+        None => None,
+    };
+    let relay = if c.no_ceiling {
+        None
+    } else {
+        Some(Relay::start()?)
+    };
+    if ours.is_none() && relay.is_none() {
+        bail!("nothing to measure: give --target or drop --no-ceiling");
+    }
+    Ok((ours, relay))
+}
+
+async fn run(cli: Cli) -> Result<u64> {
+    let c = &cli.common;
+    if let Cmd::Relay { listen } = cli.cmd {
+        relay::serve(listen).await?;
+        return Ok(0);
+    }
+    let limit = procstat::raise_nofile_limit();
+    eprintln!(
+        "open-file limit: {}",
+        limit.map_or("unlimited".into(), |l| l.to_string())
+    );
+    let (ours, relay) = targets(c).await?;
+    let all: Vec<&Target> = ours.iter().chain(relay.iter().map(|r| &r.target)).collect();
+    match &cli.cmd {
+        Cmd::Fanout { receivers, load: l } => {
+            let mut errors = 0;
+            for &n in receivers {
+                check_bounds(c, n)?;
+                errors +=
+                    scenario::compare(&all, &load(c, l)?, 1, n, &format!("fanout N={n}")).await?;
+            }
+            Ok(errors)
+        }
+        Cmd::Channels {
+            publishers,
+            receivers,
+            load: l,
+        } => {
+            check_bounds(c, publishers.saturating_mul(*receivers))?;
+            let title = format!("channels {publishers} × {receivers}");
+            scenario::compare(&all, &load(c, l)?, *publishers, *receivers, &title).await
+        }
+        Cmd::Idle {
+            receivers,
+            channels,
+        } => {
+            for &n in receivers {
+                check_bounds(c, n)?;
+            }
+            let hold = Duration::from_secs_f64(c.duration);
+            idle::run(&all, receivers, *channels, hold, c.runs).await?;
+            Ok(0)
+        }
+        Cmd::Slow {
+            receivers,
+            stuck,
+            load: l,
+        } => {
+            check_bounds(c, receivers + stuck)?;
+            let Some(t) = &ours else {
+                bail!("slow needs --target")
+            };
+            scenario::slow(t, &load(c, l)?, *receivers, *stuck).await
+        }
+        Cmd::Relay { .. } => Ok(0),
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(0) => ExitCode::SUCCESS,
+        Ok(errors) => {
+            eprintln!("ws-stream-bench: {errors} errors");
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("ws-stream-bench: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_accept_units_and_max() {
+        assert_eq!(parse_rate("2.5M").unwrap(), Some(2.5e6));
+        assert_eq!(parse_rate("800k").unwrap(), Some(8e5));
+        assert_eq!(parse_rate("max").unwrap(), None);
+        assert!(parse_rate("-1").is_err());
+        assert!(parse_rate("fast").is_err());
+    }
+}

@@ -1,0 +1,110 @@
+//! What is measured: the server at `--target` (loopback only unless allowed)
+//! and the ceiling relay, started as a child process of this tool.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+
+use crate::client::Endpoint;
+use crate::procstat::Proc;
+
+/// One side of a comparison: where to connect and which process to sample.
+pub struct Target {
+    pub name: &'static str,
+    pub endpoint: Endpoint,
+    pub proc: Option<Proc>,
+}
+
+/// Resolves a `ws://HOST:PORT` URL; refuses non-loopback hosts unless allowed.
+pub async fn server(url: &str, allow_remote: bool, pid: Option<u32>) -> Result<Target> {
+    let parsed = url::Url::parse(url).with_context(|| format!("invalid --target {url:?}"))?;
+    if parsed.scheme() != "ws" {
+        bail!("--target must be a ws:// URL (wss is not supported)");
+    }
+    let host = parsed
+        .host_str()
+        .context("--target has no host")?
+        .to_owned();
+    let port = parsed
+        .port_or_known_default()
+        .context("--target has no port")?;
+    let lookup = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    let addrs: Vec<SocketAddr> = tokio::net::lookup_host((lookup.as_str(), port))
+        .await?
+        .collect();
+    let addr = *addrs.first().context("--target resolves to nothing")?;
+    if !allow_remote && !addrs.iter().all(|a| a.ip().is_loopback()) {
+        bail!("--target {url} is not a loopback address; pass --allow-remote to measure it");
+    }
+    Ok(Target {
+        name: "ours",
+        endpoint: Endpoint {
+            addr,
+            host: format!("{host}:{port}"),
+            masked: true,
+        },
+        proc: pid.map(Proc::pid),
+    })
+}
+
+/// The ceiling relay child; killed when dropped.
+pub struct Relay {
+    child: Child,
+    pub target: Target,
+}
+
+impl Relay {
+    pub fn start() -> Result<Relay> {
+        let exe = std::env::current_exe()?;
+        let mut child = Command::new(exe)
+            .args(["relay", "--listen", "127.0.0.1:0"])
+            .stdout(Stdio::piped())
+            .stdin(Stdio::null())
+            .spawn()
+            .context("start the ceiling relay")?;
+        let stdout = child.stdout.take().context("relay stdout")?;
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(a) = line.strip_prefix("relay listening on ") {
+                    let _ = tx.send(a.trim().to_owned());
+                }
+            }
+        });
+        let line = match rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(l) => l,
+            Err(_) => {
+                let _ = child.kill();
+                bail!("the ceiling relay did not start");
+            }
+        };
+        let addr: SocketAddr = line.parse().context("relay address")?;
+        let pid = child.id();
+        Ok(Relay {
+            child,
+            target: Target {
+                name: "ceiling",
+                endpoint: Endpoint {
+                    addr,
+                    host: addr.to_string(),
+                    masked: false,
+                },
+                proc: Some(Proc::pid(pid)),
+            },
+        })
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,220 @@
+//! The benchmark tool checks what it measures: a clean run through the real
+//! server and through its ceiling relay reports no errors; a relay that drops
+//! a chunk is caught; non-loopback targets are refused. No timing assertions.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+const LIMIT: Duration = Duration::from_secs(90);
+
+/// Runs the tool with `args`, killed if it outlives `LIMIT`.
+fn bench(args: &[&str]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ws-stream-bench"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start ws-stream-bench");
+    let started = Instant::now();
+    while child.try_wait().expect("poll the tool").is_none() {
+        if started.elapsed() > LIMIT {
+            let _ = child.kill();
+            panic!("ws-stream-bench ran longer than {LIMIT:?}");
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().expect("tool output")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The real server on 127.0.0.1:0; returns it with its address.
+fn server() -> (Server, String) {
+    let dir = std::env::temp_dir();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ws-stream-server"))
+        .env_clear()
+        .current_dir(dir)
+        .env("HTTP_PORT", "0")
+        .env("BIND_ADDRESS", "127.0.0.1")
+        .env("MAX_IP_CONCURRENT_CONNECTIONS", "1000")
+        .env("LOG_REQUESTS", "NO")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start ws-stream-server");
+    let stdout = child.stdout.take().expect("server stdout");
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(a) = line.split("listening on http://").nth(1) {
+                let _ = tx.send(a.trim().to_owned());
+            }
+        }
+    });
+    let server = Server(child);
+    let addr = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("server start-up line");
+    (server, addr)
+}
+
+#[test]
+fn fanout_through_the_real_server_and_the_ceiling_has_no_errors() {
+    let (srv, addr) = server();
+    let target = format!("ws://{addr}");
+    let pid = srv.0.id().to_string();
+    let o = bench(&[
+        "--target",
+        &target,
+        "--server-pid",
+        &pid,
+        "--runs",
+        "1",
+        "--duration",
+        "1",
+        "fanout",
+        "--receivers",
+        "2",
+        "--chunk-size",
+        "10000",
+        "--rate",
+        "8M",
+        "--verify-every",
+        "1",
+    ]);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(out.contains("errors over all runs: 0"), "{out}");
+    assert!(out.contains("| ours | ceiling |"), "{out}");
+    assert!(out.contains("| server CPU s |"), "{out}");
+}
+
+#[test]
+fn non_loopback_targets_are_refused() {
+    let o = bench(&["--target", "ws://192.0.2.1:80", "--runs", "1", "fanout"]);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{out}");
+    assert!(out.contains("not a loopback address"), "{out}");
+}
+
+// === a relay that loses one chunk ===
+
+fn read_head(s: &mut TcpStream) -> String {
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") && head.len() < 8192 {
+        if s.read(&mut b).unwrap_or(0) == 0 {
+            break;
+        }
+        head.push(b[0]);
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+/// Reads one masked client frame; returns (first byte, unmasked payload).
+fn read_frame(s: &mut TcpStream) -> Option<(u8, Vec<u8>)> {
+    let mut h = [0u8; 2];
+    s.read_exact(&mut h).ok()?;
+    let len = match h[1] & 0x7f {
+        126 => {
+            let mut l = [0u8; 2];
+            s.read_exact(&mut l).ok()?;
+            u16::from_be_bytes(l) as usize
+        }
+        127 => {
+            let mut l = [0u8; 8];
+            s.read_exact(&mut l).ok()?;
+            u64::from_be_bytes(l) as usize
+        }
+        n => n as usize,
+    };
+    let mut key = [0u8; 4];
+    s.read_exact(&mut key).ok()?;
+    let mut p = vec![0u8; len];
+    s.read_exact(&mut p).ok()?;
+    for (i, b) in p.iter_mut().enumerate() {
+        *b ^= key[i % 4];
+    }
+    Some((h[0], p))
+}
+
+/// Forwards the publisher's frames to the receivers, except binary frame `skip`.
+fn lossy_relay(listener: TcpListener, skip: usize) {
+    let receivers: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
+    for conn in listener.incoming().take(16) {
+        let Ok(mut s) = conn else { continue };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(20)));
+        let head = read_head(&mut s);
+        let _ = s.write_all(b"HTTP/1.1 101 Switching Protocols\r\n\r\n");
+        if !head.contains("/publish ") {
+            receivers.lock().unwrap().push(s);
+            continue;
+        }
+        let receivers = receivers.clone();
+        thread::spawn(move || {
+            let mut binary = 0;
+            while let Some((first, payload)) = read_frame(&mut s) {
+                if first & 0x0f == 2 {
+                    binary += 1;
+                    if binary == skip + 1 {
+                        continue;
+                    }
+                }
+                let mut frame = vec![first, 127];
+                frame.extend_from_slice(&(payload.len() as u64).to_be_bytes());
+                frame.extend_from_slice(&payload);
+                for r in receivers.lock().unwrap().iter_mut() {
+                    let _ = r.write_all(&frame);
+                }
+            }
+        });
+    }
+}
+
+#[test]
+fn a_relay_that_drops_a_chunk_is_caught() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("address");
+    thread::spawn(move || lossy_relay(listener, 5));
+    let target = format!("ws://{addr}");
+    let o = bench(&[
+        "--target",
+        &target,
+        "--no-ceiling",
+        "--runs",
+        "1",
+        "--duration",
+        "1",
+        "fanout",
+        "--receivers",
+        "1",
+        "--chunk-size",
+        "1000",
+        "--rate",
+        "400k",
+    ]);
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(out.contains("lost 1,"), "{out}");
+}

@@ -16,6 +16,7 @@ pub mod control;
 pub mod front_door;
 pub mod hub;
 pub mod logging;
+pub mod media;
 pub mod server;
 pub mod session;
 

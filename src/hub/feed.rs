@@ -7,6 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use tokio::sync::watch;
 
+use super::log::Start;
 use super::{Head, Lagged, Session};
 
 /// Most chunks handed out in one batch (one vectored write).
@@ -19,6 +20,9 @@ pub struct Feed {
     session: Arc<Session>,
     replay: VecDeque<Bytes>,
     cursor: u64,
+    /// Skipping to the next join point; this init segment goes first.
+    await_join: Option<Bytes>,
+    probe: bool,
     head: watch::Receiver<Head>,
     /// Probe: one chunk, then the end.
     remaining: Option<usize>,
@@ -35,12 +39,14 @@ pub enum FeedEvent {
 }
 
 impl Feed {
-    pub(super) fn new(session: Arc<Session>, replay: Vec<Bytes>, cursor: u64, probe: bool) -> Self {
+    pub(super) fn new(session: Arc<Session>, start: Start, probe: bool) -> Self {
         let head = session.subscribe_head();
         Self {
             session,
-            replay: replay.into(),
-            cursor,
+            replay: start.replay.into(),
+            cursor: start.cursor,
+            await_join: start.await_join,
+            probe,
             head,
             remaining: probe.then_some(1),
         }
@@ -60,6 +66,15 @@ impl Feed {
                 return FeedEvent::Data;
             }
             let ended = self.head.borrow_and_update().ended;
+            if self.await_join.is_some() {
+                if self.skip_to_join(out) {
+                    return FeedEvent::Data;
+                }
+                if ended || self.head.changed().await.is_err() {
+                    return FeedEvent::End;
+                }
+                continue;
+            }
             let before = out.len();
             let read = self
                 .session
@@ -94,6 +109,26 @@ impl Feed {
     /// Bytes between this receiver's cursor and the live head.
     pub fn behind(&self) -> Result<u64, Lagged> {
         self.session.log().check_lag(self.cursor)
+    }
+
+    /// Moves past chunks without a join point; true once the init and a join point's media are out.
+    fn skip_to_join(&mut self, out: &mut Vec<Bytes>) -> bool {
+        let (cursor, media) = self.session.log().next_join(self.cursor);
+        self.cursor = cursor;
+        let (Some(media), Some(init)) = (media, self.await_join.take()) else {
+            return false;
+        };
+        if self.probe {
+            let mut message = bytes::BytesMut::with_capacity(init.len() + media.len());
+            message.extend_from_slice(&init);
+            message.extend_from_slice(&media);
+            out.push(message.freeze());
+        } else {
+            out.push(init);
+            out.push(media);
+        }
+        self.consumed(1);
+        true
     }
 
     fn consumed(&mut self, n: usize) {

@@ -1,30 +1,60 @@
 //! The chunk log of one publishing session: a shared, append-only window of
 //! chunks with a cursor per receiver.
 //!
-//! Two regions overlap at its head: the *cache* (what a new receiver is replayed,
-//! bounded by `GOP_CACHE_SIZE_MB`) and the *lag window* (what a live receiver may
-//! still be behind, bounded by `RECEIVER_QUEUE_MB`). Chunks outside both are
-//! dropped; a receiver whose cursor falls outside the lag window is lagging.
-//! Pure data structure: no locks, no clocks, no I/O.
+//! Two regions overlap at its head: the *cache* (what a new receiver is
+//! replayed, bounded by `GOP_CACHE_SIZE_MB`) and the *lag window* (what a live
+//! receiver may still be behind, bounded by `RECEIVER_QUEUE_MB`). Chunks outside
+//! both are dropped; a receiver whose cursor falls outside the lag window lags.
+//!
+//! When the stream's container is understood (an init segment and join points
+//! are known), the cache is evicted a whole group at a time, and a receiver
+//! joining after an eviction gets the init segment then media from a join
+//! point. Pure data structure: no locks, no clocks, no I/O.
 
 use std::collections::VecDeque;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 /// Bytes of bookkeeping counted per cached chunk, as the original.
 pub const CHUNK_OVERHEAD: u64 = 16;
+/// About the most media a probe gets after the init segment, once history was evicted.
+pub const PROBE_MEDIA_BYTES: usize = 1 << 20;
 
 #[derive(Debug)]
 struct Entry {
     bytes: Bytes,
     /// Stream offset of the chunk's first byte.
     start: u64,
+    /// Offset inside the chunk of its first join point.
+    join: Option<usize>,
+}
+
+/// What the container scanner learnt from one chunk.
+#[derive(Debug, Default, Clone)]
+pub struct MediaUpdate {
+    /// The init segment, once complete.
+    pub init: Option<Bytes>,
+    /// Absolute stream offsets of join points, in order.
+    pub joins: Vec<u64>,
+    /// The container could not be followed: back to opaque bytes.
+    pub failed: bool,
 }
 
 /// A receiver fell further behind than the lag window allows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Lagged {
     pub behind_bytes: u64,
+}
+
+/// Where a new receiver starts.
+#[derive(Debug, Default)]
+pub struct Start {
+    /// Sent first, in order.
+    pub replay: Vec<Bytes>,
+    /// First live chunk to send after the replay.
+    pub cursor: u64,
+    /// No join point is cached: skip live chunks until one, then send this init segment first.
+    pub await_join: Option<Bytes>,
 }
 
 #[derive(Debug)]
@@ -36,8 +66,11 @@ pub struct ChunkLog {
     cache_start_seq: u64,
     cache_bytes: u64,
     cache_limit: u64,
-    caching: bool,
     lag_limit: u64,
+    /// Set once the container is understood.
+    init: Option<Bytes>,
+    /// A `receive-clear-cache` took the history.
+    cleared: bool,
 }
 
 impl ChunkLog {
@@ -50,8 +83,9 @@ impl ChunkLog {
             cache_start_seq: 0,
             cache_bytes: 0,
             cache_limit,
-            caching: cache_limit > 0,
             lag_limit,
+            init: None,
+            cleared: false,
         }
     }
 
@@ -64,43 +98,75 @@ impl ChunkLog {
         self.head_offset
     }
 
-    /// Appends a chunk, evicting the oldest cached chunks and trimming what nobody may still need.
-    pub fn push(&mut self, bytes: Bytes) {
+    /// Appends a chunk with what the scanner found, then evicts and trims.
+    pub fn push(&mut self, bytes: Bytes, media: MediaUpdate) {
         let len = bytes.len() as u64;
         self.entries.push_back(Entry {
             bytes,
             start: self.head_offset,
+            join: None,
         });
         self.head_offset += len;
-        if self.caching {
-            self.cache_bytes += len + CHUNK_OVERHEAD;
-            while self.cache_bytes > self.cache_limit && self.cache_start_seq < self.head_seq() {
-                let evicted = self.len_of(self.cache_start_seq);
-                self.cache_bytes -= evicted + CHUNK_OVERHEAD;
-                self.cache_start_seq += 1;
-            }
-        } else {
-            self.cache_start_seq = self.head_seq();
+        self.cache_bytes += len + CHUNK_OVERHEAD;
+        if media.failed {
+            self.init = None;
+        } else if let Some(init) = media.init {
+            self.init = Some(init);
         }
-        self.trim();
+        for offset in media.joins {
+            self.mark_join(offset);
+        }
+        self.settle();
     }
 
-    /// Empties the cache and stops caching for the rest of the session.
-    pub fn stop_caching(&mut self) {
-        self.caching = false;
-        self.cache_start_seq = self.head_seq();
-        self.cache_bytes = 0;
-        self.trim();
+    /// Empties the history after a `receive-clear-cache` replay. Opaque streams stop
+    /// caching; understood ones keep the latest group so joiners stay decodable.
+    pub fn clear_history(&mut self) {
+        self.cleared = true;
+        self.settle();
+    }
+
+    /// Where a new receiver starts; a probe gets one message.
+    pub fn start(&self, probe: bool) -> Start {
+        let cursor = self.head_seq();
+        let Some(init) = self.init.clone().filter(|_| !self.history_intact()) else {
+            let replay = if probe {
+                self.get(self.cache_start_seq).into_iter().collect()
+            } else {
+                self.range(self.cache_start_seq, cursor)
+            };
+            return Start {
+                replay,
+                cursor,
+                await_join: None,
+            };
+        };
+        match self.first_join(self.cache_start_seq) {
+            None => Start {
+                replay: Vec::new(),
+                cursor,
+                await_join: Some(init),
+            },
+            Some((seq, media)) if probe => Start {
+                replay: vec![self.probe_message(&init, seq, media)],
+                cursor,
+                await_join: None,
+            },
+            Some((seq, media)) => {
+                let mut replay = vec![init, media];
+                replay.extend(self.range(seq + 1, cursor));
+                Start {
+                    replay,
+                    cursor,
+                    await_join: None,
+                }
+            }
+        }
     }
 
     /// The cached chunks, oldest first (shared, not copied).
     pub fn cached(&self) -> Vec<Bytes> {
         self.range(self.cache_start_seq, self.head_seq())
-    }
-
-    /// The first cached chunk, if any.
-    pub fn first_cached(&self) -> Option<Bytes> {
-        self.get(self.cache_start_seq)
     }
 
     /// Bytes held by the cache, overhead included.
@@ -113,6 +179,11 @@ impl ChunkLog {
         self.entries
             .front()
             .map_or(0, |e| self.head_offset - e.start)
+    }
+
+    /// Whether the container is understood (init segment known).
+    pub fn understood(&self) -> bool {
+        self.init.is_some()
     }
 
     /// Appends chunks from `cursor` to `out` (at most `max_chunks` and about
@@ -137,6 +208,14 @@ impl ChunkLog {
         Ok(next)
     }
 
+    /// Skips to the first join point at or after `cursor`: the media from it and the cursor after its chunk.
+    pub fn next_join(&self, cursor: u64) -> (u64, Option<Bytes>) {
+        match self.first_join(cursor.max(self.base_seq)) {
+            Some((seq, media)) => (seq + 1, Some(media)),
+            None => (self.head_seq(), None),
+        }
+    }
+
     /// How far behind the head a receiver at `cursor` is, or `Lagged` once over the window.
     pub fn check_lag(&self, cursor: u64) -> Result<u64, Lagged> {
         let behind = match self.start_of(cursor) {
@@ -152,21 +231,91 @@ impl ChunkLog {
         }
     }
 
+    fn history_intact(&self) -> bool {
+        self.cache_start_seq == 0 && !self.cleared
+    }
+
+    fn mark_join(&mut self, offset: u64) {
+        let idx = self.entries.partition_point(|e| e.start <= offset);
+        let Some(entry) = idx.checked_sub(1).and_then(|i| self.entries.get_mut(i)) else {
+            return;
+        };
+        let inside = usize::try_from(offset - entry.start).unwrap_or(usize::MAX);
+        if entry.join.is_none() && inside < entry.bytes.len() {
+            entry.join = Some(inside);
+        }
+    }
+
+    /// Applies the cache rules, then drops what nobody may still need.
+    fn settle(&mut self) {
+        if self.cleared {
+            let keep_from = match self.init {
+                Some(_) => self.last_join_seq().unwrap_or(self.head_seq()),
+                None => self.head_seq(),
+            };
+            self.evict_to(keep_from.max(self.cache_start_seq));
+        }
+        while self.cache_bytes > self.cache_limit && self.cache_start_seq < self.head_seq() {
+            let next = match self.init {
+                Some(_) => self
+                    .first_join(self.cache_start_seq + 1)
+                    .map(|(seq, _)| seq),
+                None => Some(self.cache_start_seq + 1),
+            };
+            self.evict_to(next.unwrap_or(self.head_seq()));
+        }
+        self.trim();
+    }
+
+    fn evict_to(&mut self, seq: u64) {
+        while self.cache_start_seq < seq {
+            let len = self.get(self.cache_start_seq).map_or(0, |b| b.len() as u64);
+            self.cache_bytes = self.cache_bytes.saturating_sub(len + CHUNK_OVERHEAD);
+            self.cache_start_seq += 1;
+        }
+    }
+
+    fn first_join(&self, from: u64) -> Option<(u64, Bytes)> {
+        (from..self.head_seq()).find_map(|seq| {
+            let entry = self.entry(seq)?;
+            entry.join.map(|j| (seq, entry.bytes.slice(j..)))
+        })
+    }
+
+    fn last_join_seq(&self) -> Option<u64> {
+        (self.cache_start_seq..self.head_seq())
+            .rev()
+            .find(|seq| self.entry(*seq).is_some_and(|e| e.join.is_some()))
+    }
+
+    /// Init segment plus media from the join point, as one message.
+    fn probe_message(&self, init: &Bytes, seq: u64, media: Bytes) -> Bytes {
+        let mut message = BytesMut::with_capacity(init.len() + media.len());
+        message.extend_from_slice(init);
+        message.extend_from_slice(&media);
+        let mut next = seq + 1;
+        while message.len() < init.len() + PROBE_MEDIA_BYTES {
+            let Some(chunk) = self.get(next) else { break };
+            message.extend_from_slice(&chunk);
+            next += 1;
+        }
+        message.freeze()
+    }
+
+    fn entry(&self, seq: u64) -> Option<&Entry> {
+        let idx = usize::try_from(seq.checked_sub(self.base_seq)?).ok()?;
+        self.entries.get(idx)
+    }
+
     fn start_of(&self, seq: u64) -> Option<u64> {
         if seq == self.head_seq() {
             return Some(self.head_offset);
         }
-        let idx = usize::try_from(seq.checked_sub(self.base_seq)?).ok()?;
-        self.entries.get(idx).map(|e| e.start)
+        self.entry(seq).map(|e| e.start)
     }
 
     fn get(&self, seq: u64) -> Option<Bytes> {
-        let idx = usize::try_from(seq.checked_sub(self.base_seq)?).ok()?;
-        self.entries.get(idx).map(|e| e.bytes.clone())
-    }
-
-    fn len_of(&self, seq: u64) -> u64 {
-        self.get(seq).map_or(0, |b| b.len() as u64)
+        self.entry(seq).map(|e| e.bytes.clone())
     }
 
     fn range(&self, from: u64, to: u64) -> Vec<Bytes> {

@@ -7,6 +7,7 @@
 
 pub mod feed;
 pub mod log;
+mod tracker;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -17,7 +18,8 @@ use tokio::sync::{oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 pub use self::feed::{Feed, FeedEvent};
-pub use self::log::{ChunkLog, Lagged};
+pub use self::log::{ChunkLog, Lagged, MediaUpdate};
+use self::tracker::MediaTracker;
 
 /// What a streaming connection asked to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,6 +70,8 @@ pub struct InvalidKey;
 #[derive(Debug)]
 pub struct Session {
     log: Mutex<ChunkLog>,
+    /// Touched only by the publisher's task; a lock keeps `Session` shareable.
+    media: Mutex<MediaTracker>,
     head: watch::Sender<Head>,
 }
 
@@ -82,6 +86,7 @@ impl Session {
     fn new(settings: HubSettings) -> Self {
         Self {
             log: Mutex::new(ChunkLog::new(settings.cache_limit, settings.lag_limit)),
+            media: Mutex::new(MediaTracker::new()),
             head: watch::Sender::new(Head::default()),
         }
     }
@@ -93,9 +98,14 @@ impl Session {
 
     /// Appends a chunk for every receiver (never waits for them).
     pub fn push(&self, chunk: Bytes) {
+        let update = self
+            .media
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .observe(&chunk);
         let seq = {
             let mut log = self.log();
-            log.push(chunk);
+            log.push(chunk, update);
             log.head_seq()
         };
         self.head.send_modify(|h| h.seq = seq);
@@ -113,19 +123,16 @@ impl Session {
     /// Starts a receiver of `kind` on this running session (cache replay, then live).
     fn feed(self: &Arc<Self>, kind: Kind) -> Feed {
         let mut log = self.log();
-        let replay: Vec<Bytes> = match kind {
-            Kind::Probe => log.first_cached().into_iter().collect(),
-            _ => log.cached(),
-        };
+        let start = log.start(kind == Kind::Probe);
         if kind == Kind::ReceiveClearCache {
-            log.stop_caching();
+            log.clear_history();
         }
-        Feed::new(self.clone(), replay, log.head_seq(), kind == Kind::Probe)
+        Feed::new(self.clone(), start, kind == Kind::Probe)
     }
 
     /// Starts a receiver that was waiting before the session's first chunk.
     fn feed_from_start(self: &Arc<Self>, kind: Kind) -> Feed {
-        Feed::new(self.clone(), Vec::new(), 0, kind == Kind::Probe)
+        Feed::new(self.clone(), log::Start::default(), kind == Kind::Probe)
     }
 
     pub(crate) fn subscribe_head(&self) -> watch::Receiver<Head> {

@@ -1,0 +1,363 @@
+//! Late joiners decode (SPEC §2.7 improvement) with real media made by ffmpeg,
+//! published through the real binary in chunks cut at random offsets, with a
+//! cache small enough to force eviction. Needs Debian's ffmpeg (installed by
+//! .ci/run); fails loudly without it.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+/// Runs a tool with `input` on stdin; returns (success, stdout, stderr).
+fn run_tool(tool: &str, args: &[&str], input: &[u8]) -> (bool, Vec<u8>, String) {
+    let mut child = Command::new(tool)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("{tool} is required for this test (apt-get install ffmpeg): {e}")
+        });
+    let mut stdin = child.stdin.take().expect("stdin");
+    let input = input.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let out = child.wait_with_output().expect("tool output");
+    let _ = writer.join();
+    (
+        out.status.success(),
+        out.stdout,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Encodes `seconds` of test video/audio with ffmpeg to stdout.
+fn encode(seconds: u32, output: &[&str], video: bool) -> Vec<u8> {
+    let duration = seconds.to_string();
+    let mut args = vec!["-v", "error", "-nostdin"];
+    if video {
+        args.extend(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25"]);
+    }
+    args.extend([
+        "-f",
+        "lavfi",
+        "-i",
+        "sine=frequency=440:sample_rate=48000",
+        "-t",
+        &duration,
+    ]);
+    args.extend_from_slice(output);
+    args.push("-");
+    let (ok, out, err) = run_tool("ffmpeg", &args, &[]);
+    assert!(ok && !out.is_empty(), "ffmpeg failed: {err}");
+    out
+}
+
+/// ffmpeg's decode errors for a received stream (empty = clean).
+fn decode_errors(stream: &[u8]) -> String {
+    let (ok, _, err) = run_tool(
+        "ffmpeg",
+        &["-v", "error", "-nostdin", "-i", "-", "-f", "null", "-"],
+        stream,
+    );
+    if ok {
+        err
+    } else {
+        format!("ffmpeg failed: {err}")
+    }
+}
+
+/// Whether the first decoded video frame is a keyframe.
+fn first_frame_is_key(stream: &[u8]) -> bool {
+    let args = [
+        "-v",
+        "error",
+        "-select_streams",
+        "v:0",
+        "-show_entries",
+        "frame=key_frame",
+        "-read_intervals",
+        "%+#1",
+        "-of",
+        "csv=p=0",
+        "-i",
+        "-",
+    ];
+    let (_, out, _) = run_tool("ffprobe", &args, stream);
+    let text = String::from_utf8_lossy(&out);
+    let first = text.lines().map(str::trim).find(|l| !l.is_empty());
+    first.and_then(|l| l.split(',').next()) == Some("1")
+}
+
+/// Cuts `data` at pseudo-random offsets (1 B … 32 KiB).
+fn cut(data: &[u8], seed: u64) -> Vec<Vec<u8>> {
+    let mut chunks = Vec::new();
+    let mut at = 0;
+    let mut i = seed;
+    while at < data.len() {
+        let r = payload(i, 4);
+        let len = 1 + (u32::from_be_bytes([r[0], r[1], r[2], r[3]]) as usize % (32 * 1024));
+        let end = (at + len).min(data.len());
+        chunks.push(data[at..end].to_vec());
+        at = end;
+        i += 1;
+    }
+    chunks
+}
+
+/// Receives everything until the close.
+async fn collect(mut r: Ws) -> Vec<u8> {
+    let mut all = Vec::new();
+    loop {
+        match next_within(&mut r, Duration::from_secs(30))
+            .await
+            .expect("receiver stalled")
+        {
+            Got::Binary(b) => all.extend(b),
+            Got::Text(_) => {}
+            Got::Closed(_) => return all,
+        }
+    }
+}
+
+/// Publishes `media` (paced over about 2.5 s) while receivers join at many moments;
+/// returns (early receiver's bytes, late receivers' bytes).
+async fn publish_with_joiners(
+    server: &Server,
+    channel: &str,
+    media: &[u8],
+    kind: &str,
+) -> (Vec<u8>, Vec<Vec<u8>>) {
+    let early = ws(&server.url(&format!("/{channel}/k/receive"))).await;
+    server.wait_log_count("play idle", 1);
+    let early = tokio::spawn(collect(early));
+    let mut publisher = ws(&server.url(&format!("/{channel}/k/publish"))).await;
+    let chunks = cut(media, channel.len() as u64 * 7919);
+    let pause = Duration::from_micros(2_500_000 / chunks.len() as u64);
+    let joins_every = chunks.len() / 9;
+    let mut late = Vec::new();
+    for (i, chunk) in chunks.into_iter().enumerate() {
+        send(&mut publisher, chunk).await;
+        tokio::time::sleep(pause).await;
+        if i > 0 && i % joins_every == 0 {
+            let url = server.url(&format!("/{channel}/k/{kind}"));
+            late.push(tokio::spawn(async move { collect(ws(&url).await).await }));
+        }
+    }
+    close(publisher).await;
+    let early = early.await.expect("early receiver");
+    let mut late_bytes = Vec::new();
+    for l in late {
+        late_bytes.push(l.await.expect("late receiver"));
+    }
+    (early, late_bytes)
+}
+
+async fn check_media(name: &str, media: Vec<u8>, video: bool) {
+    let server = Server::start(&[
+        ("GOP_CACHE_SIZE_MB", "1"),
+        ("MAX_IP_CONCURRENT_CONNECTIONS", "64"),
+    ]);
+    assert!(
+        media.len() > 2 << 20,
+        "{name}: media must overflow the 1 MiB cache ({} bytes)",
+        media.len()
+    );
+    let rss_before = server.rss_kib();
+    let (early, late) = publish_with_joiners(&server, name, &media, "receive").await;
+    assert!(
+        early == media,
+        "{name}: a receiver present from the start gets the exact stream"
+    );
+    assert!(late.len() >= 8, "{name}: joined {} times", late.len());
+    let mut shorter = 0;
+    for (i, stream) in late.iter().enumerate() {
+        assert!(!stream.is_empty(), "{name}: joiner {i} got nothing");
+        if stream.len() < media.len() {
+            shorter += 1;
+        }
+        let errors = decode_errors(stream);
+        assert!(
+            errors.is_empty(),
+            "{name}: joiner {i} ({} bytes) decode errors:\n{errors}",
+            stream.len()
+        );
+        if video {
+            assert!(
+                first_frame_is_key(stream),
+                "{name}: joiner {i} does not start at a keyframe"
+            );
+        }
+    }
+    assert!(
+        shorter >= 4,
+        "{name}: eviction should have cut the history of most joiners"
+    );
+    let rss_after = server.rss_kib();
+    assert!(
+        rss_after < rss_before + 48 * 1024,
+        "{name}: RSS {rss_before} -> {rss_after} KiB"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webm_vp8_opus() {
+    let media = encode(
+        20,
+        &[
+            "-c:v",
+            "libvpx",
+            "-deadline",
+            "realtime",
+            "-cpu-used",
+            "8",
+            "-b:v",
+            "2M",
+            "-g",
+            "40",
+            "-c:a",
+            "libopus",
+            "-f",
+            "webm",
+        ],
+        true,
+    );
+    check_media("vp8", media, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webm_vp9_opus() {
+    let media = encode(
+        20,
+        &[
+            "-c:v",
+            "libvpx-vp9",
+            "-deadline",
+            "realtime",
+            "-cpu-used",
+            "8",
+            "-b:v",
+            "2M",
+            "-g",
+            "40",
+            "-c:a",
+            "libopus",
+            "-f",
+            "webm",
+        ],
+        true,
+    );
+    check_media("vp9", media, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webm_audio_only() {
+    let media = encode(
+        150,
+        &[
+            "-c:a",
+            "libopus",
+            "-b:a",
+            "128k",
+            "-f",
+            "webm",
+            "-cluster_time_limit",
+            "1000",
+        ],
+        false,
+    );
+    check_media("opus", media, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fragmented_mp4_h264_aac() {
+    let media = encode(
+        12,
+        &[
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-b:v",
+            "2M",
+            "-g",
+            "40",
+            "-c:a",
+            "aac",
+            "-movflags",
+            "frag_keyframe+empty_moov+default_base_moof",
+            "-f",
+            "mp4",
+        ],
+        true,
+    );
+    check_media("h264", media, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_recording_with_clear_cache_then_late_joiners() {
+    let media = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/fixtures/chromium-mediarecorder-vp8-opus.webm"
+    ))
+    .expect("the Chromium fixture in ../shared/fixtures");
+    let server = Server::start(&[("MAX_IP_CONCURRENT_CONNECTIONS", "64")]);
+    // The encoder takes the whole stream and frees the history; later joiners get init + latest group.
+    let (encoder, late) = publish_with_joiners(&server, "chromium", &media, "receive").await;
+    assert!(encoder == media);
+    let mut publisher = ws(&server.url("/chrome2/k/publish")).await;
+    let chunks = cut(&media, 3);
+    let half = chunks.len() * 3 / 4;
+    for chunk in &chunks[..half] {
+        send(&mut publisher, chunk.clone()).await;
+    }
+    let mut clearing = ws(&server.url("/chrome2/k/receive-clear-cache")).await;
+    let mut got = Vec::new();
+    while got.len() < chunks[..half].iter().map(Vec::len).sum::<usize>() {
+        got.extend(next_binary(&mut clearing).await);
+    }
+    let joiner = ws(&server.url("/chrome2/k/receive")).await;
+    let joiner = tokio::spawn(collect(joiner));
+    let probe = ws(&server.url("/chrome2/k/probe")).await;
+    let probe = tokio::spawn(collect(probe));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for chunk in &chunks[half..] {
+        send(&mut publisher, chunk.clone()).await;
+    }
+    close(publisher).await;
+    got.extend(collect(clearing).await);
+    assert!(got == media, "the clearing receiver gets the whole stream");
+    let joined = joiner.await.unwrap();
+    assert!(joined.len() < media.len());
+    assert_eq!(decode_errors(&joined), "");
+    assert!(first_frame_is_key(&joined));
+    // The probe's one message is init + media from the latest join point: ffprobe sees the video.
+    let probed = probe.await.unwrap();
+    let (_, out, _) = run_tool(
+        "ffprobe",
+        &[
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_name,width,height",
+            "-of",
+            "csv=p=0",
+            "-i",
+            "-",
+        ],
+        &probed,
+    );
+    assert!(
+        String::from_utf8_lossy(&out).contains("vp8,640,480"),
+        "{}",
+        String::from_utf8_lossy(&out)
+    );
+    for stream in late {
+        assert_eq!(decode_errors(&stream), "");
+    }
+}

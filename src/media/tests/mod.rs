@@ -219,32 +219,6 @@ fn mdat() -> Vec<u8> {
 }
 
 /// Feeds `data` `reps` times in 64 KiB chunks; returns MB/s.
-fn measure(data: &[u8], reps: usize, expected_joins: usize) -> f64 {
-    let start = std::time::Instant::now();
-    for _ in 0..reps {
-        let mut s = Scanner::new();
-        let mut out = Vec::new();
-        for chunk in data.chunks(64 * 1024) {
-            s.feed(std::hint::black_box(chunk), &mut out);
-        }
-        assert_eq!(joins(&out).len(), expected_joins);
-    }
-    (data.len() * reps) as f64 / start.elapsed().as_secs_f64() / 1e6
-}
-
-#[test]
-#[ignore = "throughput measurement; run with --release -- --ignored --nocapture"]
-fn throughput() {
-    let mbs = measure(&fixture(), 200, 2);
-    println!("throughput, Chromium fixture x200, 64 KiB chunks: {mbs:.0} MB/s");
-    // Worst case: nothing but 2-byte elements (every byte is header parsing).
-    let head = [ebml_header(), el_unknown(SEGMENT_ID)].concat();
-    let voids = [0xEC, 0x80].repeat(8 << 20);
-    let dense = [head, voids].concat();
-    let mbs = measure(&dense, 3, 0);
-    println!("throughput, 16 MiB of 2-byte Void elements: {mbs:.0} MB/s");
-}
-
 /// Small ffmpeg-generated fixtures (see tests/data/README.md).
 fn data_file(name: &str) -> Vec<u8> {
     let path = format!("{}/tests/data/{name}", env!("CARGO_MANIFEST_DIR"));

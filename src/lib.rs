@@ -19,6 +19,7 @@ pub mod logging;
 pub mod media;
 pub mod server;
 pub mod session;
+pub mod tls;
 
 pub use server::{banner, serve, AppState};
 

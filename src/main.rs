@@ -1,8 +1,11 @@
-//! The ws-stream-server binary: configuration, logging, listener, serve.
+//! The ws-stream-server binary: configuration, logging, listeners, serve, shutdown.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
+use tokio::net::TcpListener;
 use ws_stream_server::config::Config;
+use ws_stream_server::tls::Tls;
 use ws_stream_server::{bind, logging, serve, AppState};
 
 #[tokio::main]
@@ -21,17 +24,24 @@ async fn main() -> ExitCode {
     for warning in &loaded.warnings {
         tracing::warn!("{warning}");
     }
-    let listener = match bind(config.bind_address, config.http_port).await {
-        Ok(listener) => listener,
+    let tls = match config.tls.as_ref().map(Tls::new).transpose() {
+        Ok(tls) => tls.map(Arc::new),
         Err(e) => {
-            tracing::error!(port = config.http_port, error = %e, "cannot bind the HTTP listener");
-            return ExitCode::FAILURE;
+            tracing::error!("{e}");
+            eprintln!("{e}");
+            return ExitCode::from(2);
         }
     };
-    match listener.local_addr() {
-        Ok(addr) => tracing::info!("listening on http://{addr}"),
-        Err(e) => tracing::warn!(error = %e, "listening, address unknown"),
-    }
+    let Some(plain) = listen(&config, config.http_port, "http").await else {
+        return ExitCode::FAILURE;
+    };
+    let secure = match &config.tls {
+        Some(settings) => match listen(&config, settings.port, "https").await {
+            Some(listener) => Some(listener),
+            None => return ExitCode::FAILURE,
+        },
+        None => None,
+    };
     if config.control.is_none() {
         tracing::warn!(
             "CONTROL_BASE_URL is not set: running stand-alone, every stream key is accepted"
@@ -40,11 +50,17 @@ async fn main() -> ExitCode {
     let state = AppState::new(config);
     let shutdown = state.shutdown.clone();
     let control_task = state.control.as_ref().map(|c| c.spawn(shutdown.clone()));
-    let server = tokio::spawn(serve(listener, state.clone()));
+    let mut servers = vec![tokio::spawn(serve(plain, state.clone(), None))];
+    if let (Some(listener), Some(tls)) = (secure, tls) {
+        tokio::spawn(tls.clone().watch(shutdown.clone()));
+        servers.push(tokio::spawn(serve(listener, state.clone(), Some(tls))));
+    }
     wait_for_signal().await;
     tracing::info!("shutting down");
     shutdown.cancel();
-    let _ = server.await;
+    for server in servers {
+        let _ = server.await;
+    }
     if let Some(task) = control_task {
         let _ = task.await;
     }
@@ -56,6 +72,23 @@ async fn main() -> ExitCode {
         tracing::warn!("grace period over: connections still open are dropped");
     }
     ExitCode::SUCCESS
+}
+
+/// Binds one listener and logs its address; `None` (logged) when it cannot bind.
+async fn listen(config: &Config, port: u16, scheme: &str) -> Option<TcpListener> {
+    match bind(config.bind_address, port).await {
+        Ok(listener) => {
+            match listener.local_addr() {
+                Ok(addr) => tracing::info!("listening on {scheme}://{addr}"),
+                Err(e) => tracing::warn!(error = %e, "listening, address unknown"),
+            }
+            Some(listener)
+        }
+        Err(e) => {
+            tracing::error!(port, error = %e, "cannot bind the {scheme} listener");
+            None
+        }
+    }
 }
 
 async fn wait_for_signal() {

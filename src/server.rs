@@ -24,6 +24,7 @@ use crate::control::Control;
 use crate::front_door::{self, text_response, Refusal, Route};
 use crate::hub::{Hub, HubSettings, Kind};
 use crate::session::{self, Limits, SessionInfo};
+use crate::tls::Tls;
 
 /// Everything a connection needs, shared by all of them.
 #[derive(Debug)]
@@ -83,8 +84,8 @@ pub fn banner() -> &'static str {
     )
 }
 
-/// Accepts connections until `state.shutdown` is cancelled.
-pub async fn serve(listener: TcpListener, state: Arc<AppState>) {
+/// Accepts connections (TLS ones when `tls` is given) until `state.shutdown` is cancelled.
+pub async fn serve(listener: TcpListener, state: Arc<AppState>, tls: Option<Arc<Tls>>) {
     let mut backoff = Duration::from_millis(5);
     loop {
         let accepted = tokio::select! {
@@ -95,7 +96,10 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>) {
             Ok((tcp, peer)) => {
                 backoff = Duration::from_millis(5);
                 let state = state.clone();
-                state.tasks.clone().spawn(connection(tcp, peer, state));
+                state
+                    .tasks
+                    .clone()
+                    .spawn(connection(tcp, peer, state, tls.clone()));
             }
             Err(e) => {
                 // Out of file descriptors and the like: wait, never give up the listener.
@@ -107,9 +111,23 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>) {
     }
 }
 
-async fn connection(tcp: TcpStream, peer: SocketAddr, state: Arc<AppState>) {
+async fn connection(tcp: TcpStream, peer: SocketAddr, state: Arc<AppState>, tls: Option<Arc<Tls>>) {
     let _ = tcp.set_nodelay(true);
     let ip = peer.ip().to_canonical();
+    let Some(tls) = tls else {
+        return serve_http(TokioIo::new(tcp), ip, state).await;
+    };
+    match tokio::time::timeout(state.config.upgrade_timeout, tls.acceptor.accept(tcp)).await {
+        Ok(Ok(stream)) => serve_http(TokioIo::new(stream), ip, state).await,
+        Ok(Err(e)) => tracing::debug!(client.addr = %ip, error = %e, "TLS handshake failed"),
+        Err(_) => tracing::debug!(client.addr = %ip, "TLS handshake timed out"),
+    }
+}
+
+async fn serve_http<I>(io: I, ip: IpAddr, state: Arc<AppState>)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
     let svc_state = state.clone();
     let service = service_fn(move |req| {
         let state = svc_state.clone();
@@ -120,9 +138,7 @@ async fn connection(tcp: TcpStream, peer: SocketAddr, state: Arc<AppState>) {
         .timer(TokioTimer::new())
         .header_read_timeout(state.config.upgrade_timeout)
         .max_buf_size(state.config.max_request_head_bytes);
-    let conn = builder
-        .serve_connection(TokioIo::new(tcp), service)
-        .with_upgrades();
+    let conn = builder.serve_connection(io, service).with_upgrades();
     if let Err(e) = conn.await {
         tracing::debug!(client.addr = %ip, error = %e, "http connection ended with an error");
     }

@@ -82,6 +82,18 @@ impl Server {
         }
     }
 
+    /// The TLS listener's address, from its start-up line.
+    pub fn https_addr(&self) -> SocketAddr {
+        self.wait_log("listening on https://");
+        let log = self.log_text();
+        let rest = log.split("listening on https://").nth(1).unwrap_or("");
+        rest.split_whitespace()
+            .next()
+            .unwrap_or("")
+            .parse()
+            .expect("https address")
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("ws://{}{}", self.addr, path)
     }

@@ -1,0 +1,247 @@
+//! TLS (wss://) beside plain ws://, with certificates generated in the test:
+//! relay over TLS, hot reload without dropping streams, refused bad reloads,
+//! start-up errors.
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::net::TcpStream;
+use tokio_tungstenite::Connector;
+
+struct Ca {
+    issuer: CertifiedIssuer<'static, KeyPair>,
+}
+
+struct Leaf {
+    cert_pem: String,
+    key_pem: String,
+    der: CertificateDer<'static>,
+}
+
+impl Ca {
+    fn new() -> Ca {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let issuer = CertifiedIssuer::self_signed(params, KeyPair::generate().unwrap()).unwrap();
+        Ca { issuer }
+    }
+
+    fn leaf(&self) -> Leaf {
+        let key = KeyPair::generate().unwrap();
+        let params =
+            CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).unwrap();
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        Leaf {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+            der: cert.der().clone(),
+        }
+    }
+
+    fn client_config(&self) -> Arc<rustls::ClientConfig> {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(self.issuer.der().clone()).unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Arc::new(config)
+    }
+}
+
+fn write_pair(dir: &Path, leaf: &Leaf) {
+    std::fs::write(dir.join("cert.pem"), &leaf.cert_pem).unwrap();
+    std::fs::write(dir.join("key.pem"), &leaf.key_pem).unwrap();
+}
+
+fn tls_server(dir: &Path, extra: &[(&str, &str)]) -> Server {
+    let cert = dir.join("cert.pem").display().to_string();
+    let key = dir.join("key.pem").display().to_string();
+    let mut vars = vec![
+        ("SSL_CERT", cert.as_str()),
+        ("SSL_KEY", key.as_str()),
+        ("SSL_PORT", "0"),
+        ("SSL_CHECK_RELOAD_SECONDS", "1"),
+    ];
+    vars.extend_from_slice(extra);
+    Server::start(&vars)
+}
+
+async fn wss(ca: &Ca, server: &Server, path: &str) -> Ws {
+    let url = format!("wss://{}{path}", server.https_addr());
+    let connector = Connector::Rustls(ca.client_config());
+    let connect =
+        tokio_tungstenite::connect_async_tls_with_config(url, None, false, Some(connector));
+    let (ws, _) = tokio::time::timeout(STEP, connect)
+        .await
+        .expect("wss connect in time")
+        .expect("wss connect");
+    ws
+}
+
+/// The certificate the TLS listener presents to a new handshake.
+async fn presented(ca: &Ca, server: &Server) -> CertificateDer<'static> {
+    let tcp = TcpStream::connect(server.https_addr()).await.unwrap();
+    let connector = tokio_rustls::TlsConnector::from(ca.client_config());
+    let name = ServerName::try_from("127.0.0.1").unwrap();
+    let tls = tokio::time::timeout(STEP, connector.connect(name, tcp))
+        .await
+        .unwrap()
+        .unwrap();
+    tls.get_ref().1.peer_certificates().unwrap()[0]
+        .clone()
+        .into_owned()
+}
+
+#[tokio::test]
+async fn wss_relays_byte_exact_beside_plain_ws() {
+    let ca = Ca::new();
+    let dir = tempfile::tempdir().unwrap();
+    write_pair(dir.path(), &ca.leaf());
+    let server = tls_server(dir.path(), &[]);
+    let mut publisher = wss(&ca, &server, "/tls/k/publish").await;
+    let mut secure = wss(&ca, &server, "/tls/k/receive").await;
+    let mut plain = ws(&server.url("/tls/k/receive")).await;
+    server.wait_log_count("play start", 2);
+    for i in 0..200u64 {
+        send(&mut publisher, payload(i, 1 + (i as usize * 997) % 200_000)).await;
+    }
+    for i in 0..200u64 {
+        let want = payload(i, 1 + (i as usize * 997) % 200_000);
+        assert!(next_binary(&mut secure).await == want, "wss chunk {i}");
+        assert!(next_binary(&mut plain).await == want, "ws chunk {i}");
+    }
+    // The banner (the page's place) over https.
+    let connector = tokio_rustls::TlsConnector::from(ca.client_config());
+    let tcp = TcpStream::connect(server.https_addr()).await.unwrap();
+    let mut tls = connector
+        .connect(ServerName::try_from("127.0.0.1").unwrap(), tcp)
+        .await
+        .unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    tls.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = Vec::new();
+    let _ = tokio::time::timeout(STEP, tls.read_to_end(&mut response)).await;
+    assert!(String::from_utf8_lossy(&response).starts_with("HTTP/1.1 200"));
+}
+
+#[tokio::test]
+async fn limits_and_whitelists_apply_on_the_tls_listener_too() {
+    let ca = Ca::new();
+    let dir = tempfile::tempdir().unwrap();
+    write_pair(dir.path(), &ca.leaf());
+    let server = tls_server(
+        dir.path(),
+        &[
+            ("MAX_IP_CONCURRENT_CONNECTIONS", "1"),
+            ("PLAY_WHITELIST", "10.0.0.0/8"),
+        ],
+    );
+    let refused = |ca: &Ca| {
+        let url = format!("wss://{}/lim/k/receive", server.https_addr());
+        let connector = Some(Connector::Rustls(ca.client_config()));
+        async move {
+            match tokio_tungstenite::connect_async_tls_with_config(url, None, false, connector)
+                .await
+            {
+                Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+                    let body = String::from_utf8_lossy(resp.body().as_deref().unwrap_or_default())
+                        .into_owned();
+                    (resp.status().as_u16(), body)
+                }
+                other => panic!("expected a refusal, got {:?}", other.map(|_| ())),
+            }
+        }
+    };
+    assert_eq!(
+        refused(&ca).await,
+        (403, "Cannot play: Not whitelisted.".to_owned())
+    );
+    let _publisher = wss(&ca, &server, "/lim/k/publish").await;
+    assert_eq!(refused(&ca).await, (429, "Too many requests.".to_owned()));
+}
+
+#[tokio::test]
+async fn reload_swaps_the_certificate_without_dropping_streams() {
+    let ca = Ca::new();
+    let dir = tempfile::tempdir().unwrap();
+    let first = ca.leaf();
+    write_pair(dir.path(), &first);
+    let server = tls_server(dir.path(), &[]);
+    assert_eq!(presented(&ca, &server).await, first.der);
+    let mut publisher = wss(&ca, &server, "/reload/k/publish").await;
+    let mut receiver = wss(&ca, &server, "/reload/k/receive").await;
+    server.wait_log_count("play start", 1);
+    let second = ca.leaf();
+    let mut seq = 0u64;
+    let streamer = async {
+        for _ in 0..60 {
+            send(&mut publisher, seq.to_be_bytes().to_vec()).await;
+            assert_eq!(next_binary(&mut receiver).await, seq.to_be_bytes());
+            seq += 1;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    let swapper = async {
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        write_pair(dir.path(), &second);
+    };
+    tokio::join!(streamer, swapper);
+    server.wait_log("TLS certificate reloaded");
+    assert_eq!(presented(&ca, &server).await, second.der);
+    // A broken replacement is refused; the second certificate stays.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    std::fs::write(
+        dir.path().join("cert.pem"),
+        "-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    server.wait_log("TLS certificate not reloaded");
+    assert_eq!(presented(&ca, &server).await, second.der);
+    // A mismatched pair too.
+    let third = ca.leaf();
+    std::fs::write(dir.path().join("cert.pem"), &third.cert_pem).unwrap();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(presented(&ca, &server).await, second.der);
+    // The stream opened before everything still flows.
+    send(&mut publisher, vec![7; 1000]).await;
+    assert_eq!(next_binary(&mut receiver).await, vec![7; 1000]);
+}
+
+#[test]
+fn unusable_pairs_stop_the_server_at_start_up() {
+    let ca = Ca::new();
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.pem").display().to_string();
+    let (code, out) = run_to_exit(&[
+        ("SSL_CERT", &missing),
+        ("SSL_KEY", &missing),
+        ("SSL_PORT", "0"),
+    ]);
+    assert_ne!(code, 0);
+    assert!(out.contains("missing.pem"), "{out}");
+    let a = ca.leaf();
+    let b = ca.leaf();
+    std::fs::write(dir.path().join("a.pem"), &a.cert_pem).unwrap();
+    std::fs::write(dir.path().join("b.key"), &b.key_pem).unwrap();
+    let cert = dir.path().join("a.pem").display().to_string();
+    let key = dir.path().join("b.key").display().to_string();
+    let (code, out) = run_to_exit(&[("SSL_CERT", &cert), ("SSL_KEY", &key), ("SSL_PORT", "0")]);
+    assert_ne!(code, 0);
+    assert!(out.contains("do not form a usable pair"), "{out}");
+    std::fs::write(dir.path().join("empty.pem"), "").unwrap();
+    let empty = dir.path().join("empty.pem").display().to_string();
+    let (code, out) = run_to_exit(&[("SSL_CERT", &empty), ("SSL_KEY", &key), ("SSL_PORT", "0")]);
+    assert_ne!(code, 0);
+    assert!(out.contains("empty.pem"), "{out}");
+}

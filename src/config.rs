@@ -5,7 +5,7 @@
 //! function so tests can pass a map.
 
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -40,6 +40,7 @@ pub const ENV_MAX_REQUEST_HEAD_KB: &str = "MAX_REQUEST_HEAD_KB";
 pub const ENV_PUBLISH_AUTH_TIMEOUT_SECONDS: &str = "PUBLISH_AUTH_TIMEOUT_SECONDS";
 pub const ENV_CONTROL_RETRY_SECONDS: &str = "CONTROL_RETRY_SECONDS";
 pub const ENV_SHUTDOWN_GRACE_SECONDS: &str = "SHUTDOWN_GRACE_SECONDS";
+pub const ENV_METRICS_ADDRESS: &str = "METRICS_ADDRESS";
 
 const MIB: u64 = 1024 * 1024;
 
@@ -72,6 +73,8 @@ pub struct Config {
     pub upgrade_timeout: Duration,
     pub max_request_head_bytes: usize,
     pub shutdown_grace: Duration,
+    /// Where `/metrics` and `/healthz` are served; `None` = off.
+    pub metrics_address: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone)]
@@ -219,6 +222,11 @@ impl<F: Fn(&str) -> Option<String>> Parser<'_, F> {
             max_request_head_bytes: self.positive::<usize>(ENV_MAX_REQUEST_HEAD_KB, 16).max(8)
                 << 10,
             shutdown_grace: self.seconds(ENV_SHUTDOWN_GRACE_SECONDS, 5),
+            metrics_address: self.parse(
+                ENV_METRICS_ADDRESS,
+                "an address:port such as 127.0.0.1:9090",
+                |v| v.parse().ok(),
+            ),
         }
     }
 

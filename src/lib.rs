@@ -17,6 +17,7 @@ pub mod front_door;
 pub mod hub;
 pub mod logging;
 pub mod media;
+pub mod metrics;
 pub mod server;
 pub mod session;
 pub mod tls;

@@ -47,9 +47,36 @@ async fn main() -> ExitCode {
             "CONTROL_BASE_URL is not set: running stand-alone, every stream key is accepted"
         );
     }
+    let metrics_listener = match config.metrics_address {
+        Some(addr) => match tokio::net::TcpListener::bind(addr).await {
+            Ok(listener) => {
+                let shown = listener.local_addr().map_or(addr, |a| a);
+                tracing::info!("metrics on http://{shown}/metrics");
+                Some(listener)
+            }
+            Err(e) => {
+                tracing::error!(%addr, error = %e, "cannot bind the metrics listener");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => None,
+    };
     let state = AppState::new(config);
     let shutdown = state.shutdown.clone();
-    let control_task = state.control.as_ref().map(|c| c.spawn(shutdown.clone()));
+    // The control link outlives the sessions so their PUBLISH-END still reach the coordinator.
+    let control_stop = tokio_util::sync::CancellationToken::new();
+    let control_task = state
+        .control
+        .as_ref()
+        .map(|c| c.spawn(control_stop.clone()));
+    let metrics_stop = tokio_util::sync::CancellationToken::new();
+    if let Some(listener) = metrics_listener {
+        tokio::spawn(ws_stream_server::metrics::serve(
+            listener,
+            state.clone(),
+            metrics_stop.clone(),
+        ));
+    }
     let mut servers = vec![tokio::spawn(serve(plain, state.clone(), None))];
     if let (Some(listener), Some(tls)) = (secure, tls) {
         tokio::spawn(tls.clone().watch(shutdown.clone()));
@@ -61,9 +88,6 @@ async fn main() -> ExitCode {
     for server in servers {
         let _ = server.await;
     }
-    if let Some(task) = control_task {
-        let _ = task.await;
-    }
     state.tasks.close();
     if tokio::time::timeout(state.config.shutdown_grace, state.tasks.wait())
         .await
@@ -71,6 +95,12 @@ async fn main() -> ExitCode {
     {
         tracing::warn!("grace period over: connections still open are dropped");
     }
+    control_stop.cancel();
+    if let Some(task) = control_task {
+        let _ = tokio::time::timeout(state.config.shutdown_grace, task).await;
+    }
+    metrics_stop.cancel();
+    tracing::info!("stopped");
     ExitCode::SUCCESS
 }
 

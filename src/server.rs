@@ -23,6 +23,7 @@ use crate::config::Config;
 use crate::control::Control;
 use crate::front_door::{self, text_response, Refusal, Route};
 use crate::hub::{Hub, HubSettings, Kind};
+use crate::metrics::{Metrics, OutcomeLabel};
 use crate::session::{self, Limits, SessionInfo};
 use crate::tls::Tls;
 
@@ -34,6 +35,7 @@ pub struct AppState {
     pub limiter: IpLimiter,
     /// The coordinator link; `None` stand-alone.
     pub control: Option<Control>,
+    pub metrics: Arc<Metrics>,
     pub shutdown: CancellationToken,
     pub tasks: TaskTracker,
     next_session: AtomicU64,
@@ -57,6 +59,7 @@ impl AppState {
             hub,
             limiter,
             control,
+            metrics: Arc::new(Metrics::default()),
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
             next_session: AtomicU64::new(1),
@@ -139,7 +142,15 @@ where
         .header_read_timeout(state.config.upgrade_timeout)
         .max_buf_size(state.config.max_request_head_bytes);
     let conn = builder.serve_connection(io, service).with_upgrades();
-    if let Err(e) = conn.await {
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        result = conn.as_mut() => result,
+        () = state.shutdown.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
         tracing::debug!(client.addr = %ip, error = %e, "http connection ended with an error");
     }
 }
@@ -173,6 +184,12 @@ async fn streaming(
     let id = state.next_session.fetch_add(1, Ordering::Relaxed);
     let tag = format!("#{id} ({ip})");
     let refused = |refusal: Refusal| {
+        let outcome = refusal.body().trim_end();
+        state
+            .metrics
+            .refused
+            .get_or_create(&OutcomeLabel { outcome })
+            .inc();
         tracing::info!(target: "request", status = refusal.status().as_u16(), "{tag} refused: {refusal}");
         refusal
     };
@@ -188,6 +205,7 @@ async fn streaming(
         ip,
         channel: channel.to_owned(),
         kind,
+        metrics: state.metrics.clone(),
     };
     let limits = state.limits(kind);
     let shutdown = state.shutdown.clone();
@@ -202,7 +220,17 @@ async fn streaming(
             None => None,
             Some(control) => {
                 tracing::info!(target: "request", channel, "{tag} publish request sent to the coordinator");
-                match control.authorize(channel, key, ip).await {
+                let answer = control.authorize(channel, key, ip).await;
+                let outcome = match &answer {
+                    Ok(_) => "accepted",
+                    Err(denied) => denied.label(),
+                };
+                state
+                    .metrics
+                    .publish_requests
+                    .get_or_create(&OutcomeLabel { outcome })
+                    .inc();
+                match answer {
                     Ok(ticket) => Some(ticket),
                     Err(denied) => {
                         tracing::info!(target: "request", channel, reason = %denied, "{tag} publish denied");

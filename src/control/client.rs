@@ -93,6 +93,11 @@ async fn serve(control: &Control, link: Link, shutdown: &CancellationToken) -> &
     loop {
         let outgoing = tokio::select! {
             () = shutdown.cancelled() => {
+                // Last words first: the PUBLISH-END of publishers closed by the shutdown.
+                while let Ok(msg) = rx.try_recv() {
+                    tracing::debug!(message = %redacted(&msg), "control message out");
+                    let _ = sink.feed(Message::Text(codec::serialize(&msg).into())).await;
+                }
                 let _ = sink.close().await;
                 return "server shutting down";
             }

@@ -36,6 +36,18 @@ pub enum Denied {
     LinkDropped,
 }
 
+impl Denied {
+    /// Short label for metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Denied => "denied",
+            Self::NotConnected => "not_connected",
+            Self::Timeout => "timeout",
+            Self::LinkDropped => "link_dropped",
+        }
+    }
+}
+
 /// Handle to the coordinator link, shared by every connection.
 #[derive(Debug, Clone)]
 pub struct Control {

@@ -284,6 +284,16 @@ impl Hub {
             .count()
     }
 
+    /// Bytes held by the caches of every active session.
+    pub fn cache_bytes(&self) -> u64 {
+        let sessions: Vec<Arc<Session>> = self
+            .channels()
+            .values()
+            .filter_map(|c| c.publisher.as_ref().and_then(|p| p.session.clone()))
+            .collect();
+        sessions.iter().map(|s| s.cache_bytes()).sum()
+    }
+
     /// Number of map entries (channels with a publisher or waiting receivers).
     pub fn channel_entries(&self) -> usize {
         self.channels().len()

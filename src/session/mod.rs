@@ -19,6 +19,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::hub::{Kind, PublisherClaim, Subscription};
+use crate::metrics::{Metrics, Open};
 
 pub(crate) type BoxRead = Box<dyn AsyncRead + Send + Unpin>;
 pub(crate) type BoxWrite = Box<dyn AsyncWrite + Send + Unpin>;
@@ -30,6 +31,7 @@ pub struct SessionInfo {
     pub ip: IpAddr,
     pub channel: String,
     pub kind: Kind,
+    pub metrics: Arc<Metrics>,
 }
 
 impl SessionInfo {
@@ -155,6 +157,7 @@ pub async fn run_publisher(
     limits: Limits,
     shutdown: CancellationToken,
 ) {
+    let _open = Open::new(&info.metrics, info.kind.as_str());
     let (read, write) = split(upgraded);
     let session = claim.activate(stream_id);
     let kill = claim.kill_token();
@@ -174,7 +177,9 @@ pub async fn run_publisher(
         () = closer.token.cancelled() => {}
         () = kill.cancelled() => closer.close(Close::KILLED),
     }
-    closer.close(Close::END_OF_STREAM);
+    if !closer.token.is_cancelled() {
+        closer.close(Close::END_OF_STREAM);
+    }
     // The writer sends the close frame; it is bounded by its own timeout.
     let _ = writer.await;
     drop(claim);
@@ -189,6 +194,7 @@ pub async fn run_receiver(
     limits: Limits,
     shutdown: CancellationToken,
 ) {
+    let _open = Open::new(&info.metrics, info.kind.as_str());
     let (read, write) = split(upgraded);
     let closer = Closer::new(&shutdown);
     let (tx, rx) = mpsc::channel(8);

@@ -117,6 +117,8 @@ fn deliver(message: Partial, session: Option<&Session>, stats: &mut Stats, info:
     };
     let chunk: Bytes = data.freeze();
     stats.chunk(chunk.len(), info);
+    info.metrics.chunks_in.inc();
+    info.metrics.bytes_in.inc_by(chunk.len() as u64);
     session.push(chunk);
 }
 

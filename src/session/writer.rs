@@ -156,7 +156,11 @@ async fn feed_step<W: AsyncWrite + Unpin>(
         FeedEvent::Lagged(lagged) => kicked(lagged.behind_bytes, info, Step::Close(Close::LAGGING)),
         FeedEvent::Data => {
             let step = tokio::select! {
-                result = frames.write_binary(w, batch) => io_step(result),
+                result = frames.write_binary(w, batch) => {
+                    info.metrics.chunks_out.inc_by(batch.len() as u64);
+                    info.metrics.bytes_out.inc_by(batch.iter().map(|c| c.len() as u64).sum());
+                    io_step(result)
+                }
                 lagged = feed.lagged() => kicked(lagged.behind_bytes, info, Step::Abort),
                 () = closer.token.cancelled() => Step::Abort,
             };
@@ -167,6 +171,7 @@ async fn feed_step<W: AsyncWrite + Unpin>(
 }
 
 fn kicked(behind: u64, info: &SessionInfo, step: Step) -> Step {
+    info.metrics.receivers_kicked.inc();
     tracing::warn!(target: "request", channel = %info.channel, behind_bytes = behind, "{} receiver too slow: over its queue bound, closing", info.tag());
     step
 }

@@ -1,0 +1,209 @@
+//! Operations through the real binary: graceful shutdown, metrics and health,
+//! slow-client defences.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+use common::coordinator::Coordinator;
+use common::*;
+use ws_stream_server::control::codec::ControlMessage;
+
+fn metrics_addr(server: &Server) -> std::net::SocketAddr {
+    server.wait_log("metrics on http://");
+    let log = server.log_text();
+    let rest = log.split("metrics on http://").nth(1).unwrap_or("");
+    rest.split('/')
+        .next()
+        .unwrap_or("")
+        .parse()
+        .expect("metrics address")
+}
+
+/// One metric's value from the exposition text.
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no metric {name} in:\n{text}"))
+}
+
+#[tokio::test]
+async fn sigterm_closes_everyone_with_1001_sends_publish_end_and_exits_0() {
+    let mut coord = Coordinator::start().await;
+    let base = coord.base_url();
+    let mut server = Server::start(&[
+        ("CONTROL_BASE_URL", base.as_str()),
+        ("SHUTDOWN_GRACE_SECONDS", "3"),
+    ]);
+    let mut link = coord.link().await;
+    server.wait_log("connected to the coordinator");
+    let url = server.url("/bye/k/publish");
+    let publish = tokio::spawn(async move { try_ws(&url).await });
+    let request = link.recv().await;
+    link.send(
+        &ControlMessage::new("PUBLISH-ACCEPT")
+            .with_param("Request-ID", request.param("Request-ID").unwrap())
+            .with_param("Stream-Channel", "bye")
+            .with_param("Stream-ID", "id-bye"),
+    )
+    .await;
+    let mut publisher = publish.await.unwrap().unwrap();
+    let mut receivers = Vec::new();
+    for kind in ["receive", "receive-clear-cache"] {
+        receivers.push(ws(&server.url(&format!("/bye/k/{kind}"))).await);
+    }
+    let mut waiting = ws(&server.url("/other/k/receive")).await;
+    server.wait_log_count("play start", 2);
+    server.wait_log_count("play idle", 1);
+    let started = Instant::now();
+    let stopper = std::thread::spawn(move || {
+        let status = server.stop();
+        (status, server.log_text())
+    });
+    assert_eq!(expect_close(&mut publisher).await, Some(1001));
+    for r in &mut receivers {
+        assert_eq!(expect_close(r).await, Some(1001));
+    }
+    assert_eq!(expect_close(&mut waiting).await, Some(1001));
+    let end = link.recv().await;
+    assert_eq!(
+        (end.method(), end.param("Stream-ID")),
+        ("PUBLISH-END", Some("id-bye"))
+    );
+    let (status, log) = stopper.join().unwrap();
+    assert_eq!(status.code(), Some(0), "{log}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(!log.contains("grace period over"), "{log}");
+}
+
+#[tokio::test]
+async fn metrics_reflect_a_scripted_session() {
+    let server = Server::start(&[
+        ("METRICS_ADDRESS", "127.0.0.1:0"),
+        ("GOP_CACHE_SIZE_MB", "1"),
+    ]);
+    let addr = metrics_addr(&server);
+    assert_eq!(get(addr, "/healthz"), (200, "ok\n".to_owned()));
+    // The public listener is unchanged.
+    assert_eq!(get(server.addr, "/metrics").0, 404);
+    let mut publisher = ws(&server.url("/m/k/publish")).await;
+    let mut a = ws(&server.url("/m/k/receive")).await;
+    let mut b = ws(&server.url("/m/k/receive")).await;
+    server.wait_log_count("play start", 2);
+    let _ = try_ws(&server.url("/m/k/nope")).await;
+    for i in 0..3u8 {
+        send(&mut publisher, vec![i; 100]).await;
+    }
+    for r in [&mut a, &mut b] {
+        for _ in 0..3 {
+            next_binary(r).await;
+        }
+    }
+    let text = get(addr, "/metrics").1;
+    assert_eq!(metric(&text, "ws_stream_chunks_in_total"), 3.0);
+    assert_eq!(metric(&text, "ws_stream_bytes_in_total"), 300.0);
+    assert_eq!(metric(&text, "ws_stream_chunks_out_total"), 6.0);
+    assert_eq!(metric(&text, "ws_stream_bytes_out_total"), 600.0);
+    assert_eq!(
+        metric(&text, "ws_stream_connections{kind=\"publish\"}"),
+        1.0
+    );
+    assert_eq!(
+        metric(&text, "ws_stream_connections{kind=\"receive\"}"),
+        2.0
+    );
+    assert_eq!(metric(&text, "ws_stream_channels_active"), 1.0);
+    assert_eq!(metric(&text, "ws_stream_cache_bytes"), 3.0 * 116.0);
+    assert_eq!(metric(&text, "ws_stream_receivers_kicked_total"), 0.0);
+    assert_eq!(metric(&text, "ws_stream_control_connected"), 0.0);
+    assert_eq!(
+        metric(
+            &text,
+            "ws_stream_requests_refused_total{outcome=\"Invalid connection kind.\"}"
+        ),
+        1.0
+    );
+    close(publisher).await;
+    expect_close(&mut a).await;
+    expect_close(&mut b).await;
+    server.wait_log_count("play end", 2);
+    server.wait_log("publish end");
+    let text = get(addr, "/metrics").1;
+    assert_eq!(metric(&text, "ws_stream_channels_active"), 0.0);
+    assert_eq!(metric(&text, "ws_stream_cache_bytes"), 0.0);
+    assert_eq!(
+        metric(&text, "ws_stream_connections{kind=\"publish\"}"),
+        0.0
+    );
+    assert_eq!(
+        metric(&text, "ws_stream_connections{kind=\"receive\"}"),
+        0.0
+    );
+}
+
+#[test]
+fn a_slowloris_client_is_cut_at_the_deadline_while_others_are_served() {
+    let server = Server::start(&[("UPGRADE_TIMEOUT_SECONDS", "1")]);
+    let mut slow = std::net::TcpStream::connect(server.addr).unwrap();
+    slow.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    slow.write_all(b"GET /c/k/receive HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    let started = Instant::now();
+    let mut cut_after = None;
+    while started.elapsed() < Duration::from_secs(6) {
+        assert_eq!(get(server.addr, "/").0, 200, "others are served meanwhile");
+        if slow.write_all(b"X-Slow: a\r\n").is_err() {
+            cut_after = Some(started.elapsed());
+            break;
+        }
+        let mut buf = [0u8; 256];
+        match slow.read(&mut buf) {
+            Ok(0) => {
+                cut_after = Some(started.elapsed());
+                break;
+            }
+            Ok(_) => {
+                cut_after = Some(started.elapsed());
+                break;
+            }
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(_) => {
+                cut_after = Some(started.elapsed());
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let cut_after = cut_after.expect("the slow client was never cut");
+    assert!(
+        cut_after >= Duration::from_millis(800),
+        "cut too early: {cut_after:?}"
+    );
+    assert!(
+        cut_after < Duration::from_secs(4),
+        "cut too late: {cut_after:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_client_that_never_finishes_the_upgrade_frees_its_slot() {
+    let server = Server::start(&[
+        ("UPGRADE_TIMEOUT_SECONDS", "1"),
+        ("MAX_IP_CONCURRENT_CONNECTIONS", "1"),
+    ]);
+    // A head that never ends holds nothing; a finished but idle request does not either.
+    let mut idle = std::net::TcpStream::connect(server.addr).unwrap();
+    idle.write_all(b"GET /c/k/receive HTTP/1.1\r\n").unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let _r = ws(&server.url("/c/k/receive")).await;
+}

@@ -20,6 +20,7 @@ pub mod media;
 pub mod metrics;
 pub mod server;
 pub mod session;
+pub mod test_client;
 pub mod tls;
 
 pub use server::{banner, serve, AppState};

@@ -161,7 +161,7 @@ async fn handle(
     state: &Arc<AppState>,
 ) -> Response<Full<Bytes>> {
     match front_door::route(req.uri().path()) {
-        Route::Root => text_response(StatusCode::OK, banner()),
+        Route::Root if state.config.disable_test_client => text_response(StatusCode::OK, banner()),
         Route::Stream { channel, key, kind } => {
             let (channel, key, kind) = (channel.to_owned(), key.to_owned(), kind.to_owned());
             match streaming(&mut req, ip, state, &channel, &key, &kind).await {
@@ -169,8 +169,28 @@ async fn handle(
                 Err(refusal) => refusal.response(),
             }
         }
-        _ => Refusal::NotFound.response(),
+        Route::Root | Route::Other(_) => page(req.uri().path(), state),
     }
+}
+
+/// The built-in test client's files, or `404 Not found.`.
+fn page(path: &str, state: &AppState) -> Response<Full<Bytes>> {
+    let asset = (!state.config.disable_test_client)
+        .then(|| crate::test_client::asset(path))
+        .flatten();
+    let Some(asset) = asset else {
+        return Refusal::NotFound.response();
+    };
+    let mut response = Response::new(Full::new(Bytes::from_static(asset.body)));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(asset.content_type),
+    );
+    response.headers_mut().insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-cache"),
+    );
+    response
 }
 
 async fn streaming(

@@ -289,3 +289,37 @@ fn standalone_warning_and_log_requests_off() {
     assert!(log.contains("running stand-alone"), "{log}");
     assert!(!log.contains("refused"), "{log}");
 }
+
+#[test]
+fn the_test_client_is_built_in_and_can_be_disabled() {
+    let server = Server::start(&[]);
+    let (status, head, body) = http(
+        server.addr,
+        "GET /?x=1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(status, 200);
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: text/html"),
+        "{head}"
+    );
+    assert!(body.contains("<html"), "{body}");
+    for asset in ["/app.js", "/style.css", "/index.html"] {
+        assert_eq!(get(server.addr, asset).0, 200, "{asset}");
+    }
+    for path in ["/nope", "/a/b/c/", "/app.js/x"] {
+        assert_eq!(
+            get(server.addr, path),
+            (404, "Not found.".to_owned()),
+            "{path}"
+        );
+    }
+    let disabled = Server::start(&[("DISABLE_TEST_CLIENT", "true")]);
+    assert_eq!(
+        get(disabled.addr, "/app.js"),
+        (404, "Not found.".to_owned())
+    );
+    assert!(get(disabled.addr, "/")
+        .1
+        .starts_with("Websocket streaming server - Version"));
+}

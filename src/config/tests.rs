@@ -233,3 +233,39 @@ fn whitelists() {
         .concurrent_limit_whitelist
         .contains("8.8.8.8".parse().unwrap()));
 }
+
+proptest::proptest! {
+    #[test]
+    fn any_values_parse_or_are_reported_never_panic(
+        values in proptest::collection::vec("\\PC{0,24}", 12),
+    ) {
+        let names = [
+            ENV_HTTP_PORT, ENV_BIND_ADDRESS, ENV_PLAY_WHITELIST, ENV_MAX_IP_CONCURRENT_CONNECTIONS,
+            ENV_CONCURRENT_LIMIT_WHITELIST, ENV_GOP_CACHE_SIZE_MB, ENV_LOG_REQUESTS, ENV_CONTROL_BASE_URL,
+            ENV_SSL_CHECK_RELOAD_SECONDS, ENV_EXTERNAL_PORT, ENV_METRICS_ADDRESS, ENV_RECEIVER_QUEUE_MB,
+        ];
+        let vars: Vec<(&str, &str)> = names.iter().copied().zip(values.iter().map(String::as_str)).collect();
+        match load(&vars) {
+            Ok(_) => {}
+            Err(errors) => {
+                for e in errors.0 {
+                    proptest::prop_assert!(names.contains(&e.var));
+                    proptest::prop_assert!(e.to_string().starts_with(&format!("invalid {} ", e.var)));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn whitelists_of_addresses_always_parse(
+        ips in proptest::collection::vec(proptest::prelude::any::<std::net::IpAddr>(), 1..6),
+        prefix in 0u8..=32,
+    ) {
+        let mut list: Vec<String> = ips.iter().map(ToString::to_string).collect();
+        list.push(format!("10.0.0.0/{prefix}"));
+        let set = AddrSet::parse(&list.join(" , "), false).unwrap();
+        for ip in ips {
+            proptest::prop_assert!(set.contains(ip));
+        }
+    }
+}

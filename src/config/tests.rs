@@ -250,7 +250,8 @@ proptest::proptest! {
             Err(errors) => {
                 for e in errors.0 {
                     proptest::prop_assert!(names.contains(&e.var));
-                    proptest::prop_assert!(e.to_string().starts_with(&format!("invalid {} ", e.var)));
+                    let prefix = format!("invalid {} ", e.var);
+                    proptest::prop_assert!(e.to_string().starts_with(&prefix));
                 }
             }
         }

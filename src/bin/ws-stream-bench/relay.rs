@@ -33,7 +33,7 @@ pub async fn serve(listen: SocketAddr) -> Result<()> {
             Ok(a) => a,
             Err(e) => {
                 eprintln!("relay: accept failed: {e}");
-                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
                 continue;
             }
         };
@@ -113,13 +113,18 @@ async fn publisher(
 
 async fn receiver(stream: TcpStream, mut rx: mpsc::Receiver<Bytes>) -> Result<()> {
     let (mut read, mut write) = stream.into_split();
-    // Client heartbeats are read and dropped.
-    let drain = tokio::spawn(async move {
+    // Client heartbeats are read and dropped; EOF from the client ends the
+    // connection even while no publisher has come.
+    let mut drain = tokio::spawn(async move {
         let mut b = vec![0u8; 1024];
         while matches!(read.read(&mut b).await, Ok(n) if n > 0) {}
     });
     let mut batch = Vec::with_capacity(BATCH);
-    while rx.recv_many(&mut batch, BATCH).await > 0 {
+    loop {
+        tokio::select! {
+            _ = &mut drain => return Ok(()),
+            n = rx.recv_many(&mut batch, BATCH) => if n == 0 { break },
+        }
         write_all(&mut write, &batch).await?;
         batch.clear();
     }

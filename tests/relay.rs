@@ -404,6 +404,8 @@ async fn heartbeats_and_idle_timeout() {
             Message::Ping(vec![1].into())
         };
         chatty.send(msg).await.unwrap();
+        // The publisher stays alive too, so only the silent receiver times out.
+        publisher.send(Message::Text("h".into())).await.unwrap();
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     assert!(started.elapsed() > Duration::from_secs(3));

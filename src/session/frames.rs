@@ -22,6 +22,12 @@ impl FrameWriter {
     where
         W: AsyncWrite + Unpin,
     {
+        if let [chunk] = chunks {
+            let (head, len) = head(OpCode::Binary, chunk);
+            let mut slices = [IoSlice::new(&head[..len]), IoSlice::new(chunk)];
+            write_all_vectored(w, &mut slices).await?;
+            return w.flush().await;
+        }
         self.heads.clear();
         for chunk in chunks {
             self.heads.push(head(OpCode::Binary, chunk));

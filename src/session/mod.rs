@@ -4,6 +4,7 @@
 
 pub mod frames;
 mod reader;
+mod trickle;
 mod writer;
 
 use std::net::IpAddr;
@@ -129,12 +130,13 @@ enum Outgoing {
     Pong(Vec<u8>),
 }
 
-/// Splits an upgraded connection into framed read half and raw write half.
-pub fn split(upgraded: Upgraded) -> (WebSocketRead<BoxRead>, BoxWrite) {
+/// Splits an upgraded connection into its read and write halves.
+fn split(upgraded: Upgraded) -> (BoxRead, BoxWrite) {
     let (read, write): (BoxRead, BoxWrite) = match upgraded.downcast::<TokioIo<TcpStream>>() {
         Ok(parts) => {
             let (r, w) = parts.io.into_inner().into_split();
-            let buffered = std::io::Cursor::new(parts.read_buf);
+            // Copy what hyper read ahead: its `Bytes` would pin hyper's whole read buffer.
+            let buffered = std::io::Cursor::new(bytes::Bytes::copy_from_slice(&parts.read_buf));
             (Box::new(buffered.chain(r)), Box::new(w))
         }
         Err(upgraded) => {
@@ -142,10 +144,15 @@ pub fn split(upgraded: Upgraded) -> (WebSocketRead<BoxRead>, BoxWrite) {
             (Box::new(r), Box::new(w))
         }
     };
+    (read, write)
+}
+
+/// A long-lived frame parser, for a publisher's stream of chunks.
+fn parser(read: BoxRead) -> WebSocketRead<BoxRead> {
     let (mut reader, _unused) = after_handshake_split(read, tokio::io::sink(), Role::Server);
     reader.set_auto_close(false);
     reader.set_auto_pong(false);
-    (reader, write)
+    reader
 }
 
 /// Runs a publisher until its connection ends; dropping the claim then ends the session.
@@ -171,7 +178,8 @@ pub async fn run_publisher(
         limits,
         info.clone(),
     ));
-    let read_loop = reader::run(read, Some(session), tx, &closer, limits, &info);
+    let input = reader::Input::Publisher(parser(read));
+    let read_loop = reader::run(input, Some(session), tx, &closer, limits, &info);
     tokio::select! {
         () = read_loop => {}
         () = closer.token.cancelled() => {}
@@ -207,7 +215,8 @@ pub async fn run_receiver(
         limits,
         info.clone(),
     ));
-    let read_loop = reader::run(read, None, tx, &closer, limits, &info);
+    let input = reader::Input::Receiver(trickle::Trickle::new(read));
+    let read_loop = reader::run(input, None, tx, &closer, limits, &info);
     tokio::select! {
         () = read_loop => {}
         () = closer.token.cancelled() => {}

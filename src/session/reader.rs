@@ -9,6 +9,7 @@ use fastwebsockets::{OpCode, WebSocketError, WebSocketRead};
 use tokio::sync::mpsc;
 use tokio::time::timeout;
 
+use super::trickle::{OwnedFrame, Trickle};
 use super::{BoxRead, Close, Closer, Limits, Outgoing, SessionInfo};
 use crate::hub::Session;
 
@@ -20,21 +21,46 @@ struct Partial {
     data: Option<BytesMut>,
 }
 
+/// Where frames come from: a long-lived parser for publishers, a trickle for the others.
+pub(super) enum Input {
+    Publisher(WebSocketRead<BoxRead>),
+    Receiver(Trickle<BoxRead>),
+}
+
+impl Input {
+    async fn frame(&mut self, max_message: usize) -> Result<OwnedFrame, WebSocketError> {
+        match self {
+            Self::Publisher(read) => {
+                let mut ignore = |_| async { Ok::<(), std::io::Error>(()) };
+                read.read_frame(&mut ignore).await.map(OwnedFrame::from)
+            }
+            Self::Receiver(trickle) => {
+                if !trickle.ready().await? {
+                    return Err(WebSocketError::UnexpectedEOF);
+                }
+                trickle.frame(max_message).await
+            }
+        }
+    }
+}
+
 /// Reads until the peer closes, fails, goes silent or breaks a bound; records why in `closer`.
 pub(super) async fn run(
-    mut read: WebSocketRead<BoxRead>,
+    mut input: Input,
     session: Option<Arc<Session>>,
     out: mpsc::Sender<Outgoing>,
     closer: &Closer,
     limits: Limits,
     info: &SessionInfo,
 ) {
-    read.set_max_message_size(limits.max_message_bytes.saturating_add(1));
+    let max_frame = limits.max_message_bytes.saturating_add(1);
+    if let Input::Publisher(read) = &mut input {
+        read.set_max_message_size(max_frame);
+    }
     let mut partial: Option<Partial> = None;
     let mut stats = Stats::new();
-    let mut ignore_send = |_| async { Ok::<(), std::io::Error>(()) };
     loop {
-        let frame = match timeout(limits.idle_timeout, read.read_frame(&mut ignore_send)).await {
+        let frame = match timeout(limits.idle_timeout, input.frame(max_frame)).await {
             Err(_) => return closer.close(Close::IDLE),
             Ok(Err(WebSocketError::FrameTooLarge)) => return too_big(closer, info),
             Ok(Err(e)) => {
@@ -49,10 +75,7 @@ pub(super) async fn run(
             Ok(Ok(frame)) => frame,
         };
         let fin = frame.fin;
-        let payload = match frame.payload {
-            fastwebsockets::Payload::Bytes(b) => b,
-            other => BytesMut::from(&other[..]),
-        };
+        let payload = frame.payload;
         match frame.opcode {
             OpCode::Close => return closer.close(Close::CLIENT_CLOSED),
             OpCode::Ping => {

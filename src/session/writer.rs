@@ -1,6 +1,7 @@
 //! The write side of a session: heartbeats, pongs, the error text, the close
 //! frame, and for receivers the chunks of their feed in batches.
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,6 +10,7 @@ use fastwebsockets::OpCode;
 use tokio::io::AsyncWrite;
 use tokio::sync::mpsc;
 use tokio::time::{interval_at, timeout, Instant, MissedTickBehavior};
+use tokio_util::sync::WaitForCancellationFuture;
 
 use super::frames::{close_payload, write_frame, FrameWriter};
 use super::{BoxWrite, Close, Closer, Limits, Outgoing, SessionInfo};
@@ -60,16 +62,20 @@ pub(super) async fn run(
     let mut frames = FrameWriter::default();
     let mut batch: Vec<Bytes> = Vec::new();
     announce(&source, &info);
+    // Created once: a fresh cancellation future per turn costs a lock on the token's tree.
+    let cancelled = closer.token.cancelled();
+    tokio::pin!(cancelled);
     let step = loop {
         let step = tokio::select! {
             biased;
-            () = closer.token.cancelled() => Step::Close(closer.reason()),
+            () = &mut cancelled => Step::Close(closer.reason()),
             Some(Outgoing::Pong(p)) = out.recv() => io_step(write_frame(&mut w, OpCode::Pong, &p).await),
             _ = heartbeat.tick() => io_step(write_frame(&mut w, OpCode::Text, b"h").await),
             event = next_event(&mut source, &mut batch) => match event {
                 Event::Started(started) => start(&mut source, started, &info),
                 Event::Feed(event) => {
-                    feed_step(event, &mut w, &mut source, &mut batch, &mut frames, &closer, &info).await
+                    let cancelled = cancelled.as_mut();
+                    feed_step(event, &mut w, &mut source, &mut batch, &mut frames, cancelled, &info).await
                 }
             },
         };
@@ -145,7 +151,7 @@ async fn feed_step<W: AsyncWrite + Unpin>(
     source: &mut Source,
     batch: &mut Vec<Bytes>,
     frames: &mut FrameWriter,
-    closer: &Closer,
+    cancelled: Pin<&mut WaitForCancellationFuture<'_>>,
     info: &SessionInfo,
 ) -> Step {
     let Source::Active(feed) = source else {
@@ -155,14 +161,16 @@ async fn feed_step<W: AsyncWrite + Unpin>(
         FeedEvent::End => Step::Close(Close::END_OF_STREAM),
         FeedEvent::Lagged(lagged) => kicked(lagged.behind_bytes, info, Step::Close(Close::LAGGING)),
         FeedEvent::Data => {
+            // Biased: a write that completes at once never pays for the lag check.
             let step = tokio::select! {
+                biased;
                 result = frames.write_binary(w, batch) => {
                     info.metrics.chunks_out.inc_by(batch.len() as u64);
                     info.metrics.bytes_out.inc_by(batch.iter().map(|c| c.len() as u64).sum());
                     io_step(result)
                 }
                 lagged = feed.lagged() => kicked(lagged.behind_bytes, info, Step::Abort),
-                () = closer.token.cancelled() => Step::Abort,
+                () = cancelled => Step::Abort,
             };
             batch.clear();
             step

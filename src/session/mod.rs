@@ -2,13 +2,14 @@
 //! size bound) and a writer task (heartbeats, replies, and for receivers the
 //! feed of chunks) per connection.
 
+mod closer;
 pub mod frames;
 mod reader;
 mod trickle;
 mod writer;
 
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use fastwebsockets::{after_handshake_split, Role, WebSocketRead};
@@ -16,9 +17,10 @@ use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+pub use self::closer::Close;
+use self::closer::{Closer, Side};
 use crate::hub::{Kind, PublisherClaim, Subscription};
 use crate::metrics::{Metrics, Open};
 
@@ -48,86 +50,6 @@ pub struct Limits {
     pub heartbeat: Duration,
     pub idle_timeout: Duration,
     pub max_message_bytes: usize,
-}
-
-/// Why and how a connection is closed; the first reason given wins.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Close {
-    pub code: u16,
-    pub reason: &'static str,
-}
-
-impl Close {
-    pub const END_OF_STREAM: Close = Close {
-        code: 1000,
-        reason: "end of stream",
-    };
-    pub const CLIENT_CLOSED: Close = Close {
-        code: 1000,
-        reason: "",
-    };
-    pub const KILLED: Close = Close {
-        code: 1000,
-        reason: "stream killed",
-    };
-    pub const SHUTDOWN: Close = Close {
-        code: 1001,
-        reason: "server shutting down",
-    };
-    pub const PROTOCOL: Close = Close {
-        code: 1002,
-        reason: "protocol error",
-    };
-    pub const LAGGING: Close = Close {
-        code: 1008,
-        reason: "receiver too slow",
-    };
-    pub const IDLE: Close = Close {
-        code: 1008,
-        reason: "idle timeout",
-    };
-    pub const INVALID_KEY: Close = Close {
-        code: 1008,
-        reason: "invalid streaming key",
-    };
-    pub const TOO_BIG: Close = Close {
-        code: 1009,
-        reason: "message too big",
-    };
-}
-
-#[derive(Debug)]
-struct Closer {
-    token: CancellationToken,
-    close: Mutex<Option<Close>>,
-}
-
-impl Closer {
-    fn new(shutdown: &CancellationToken) -> Arc<Self> {
-        Arc::new(Self {
-            token: shutdown.child_token(),
-            close: Mutex::new(None),
-        })
-    }
-
-    fn close(&self, close: Close) {
-        let mut slot = self.close.lock().unwrap_or_else(PoisonError::into_inner);
-        slot.get_or_insert(close);
-        drop(slot);
-        self.token.cancel();
-    }
-
-    /// The reason given, or shutdown when the server's token cancelled us.
-    fn reason(&self) -> Close {
-        let slot = self.close.lock().unwrap_or_else(PoisonError::into_inner);
-        slot.unwrap_or(Close::SHUTDOWN)
-    }
-}
-
-/// Control frames the reader asks the writer to send.
-#[derive(Debug)]
-enum Outgoing {
-    Pong(Vec<u8>),
 }
 
 /// Splits an upgraded connection into its read and write halves.
@@ -168,26 +90,23 @@ pub async fn run_publisher(
     let (read, write) = split(upgraded);
     let session = claim.activate(stream_id);
     let kill = claim.kill_token();
-    let closer = Closer::new(&shutdown);
-    let (tx, rx) = mpsc::channel(8);
+    let closer = Arc::new(Closer::default());
     let writer = tokio::spawn(writer::run(
         write,
         writer::Source::None,
-        rx,
         closer.clone(),
         limits,
         info.clone(),
     ));
     let input = reader::Input::Publisher(parser(read));
-    let read_loop = reader::run(input, Some(session), tx, &closer, limits, &info);
+    let read_loop = reader::run(input, Some(session), &closer, limits, &info);
     tokio::select! {
         () = read_loop => {}
-        () = closer.token.cancelled() => {}
+        () = closer.closed(Side::Reader) => {}
         () = kill.cancelled() => closer.close(Close::KILLED),
+        () = shutdown.cancelled() => closer.close(Close::SHUTDOWN),
     }
-    if !closer.token.is_cancelled() {
-        closer.close(Close::END_OF_STREAM);
-    }
+    closer.close(Close::END_OF_STREAM);
     // The writer sends the close frame; it is bounded by its own timeout.
     let _ = writer.await;
     drop(claim);
@@ -204,22 +123,21 @@ pub async fn run_receiver(
 ) {
     let _open = Open::new(&info.metrics, info.kind.as_str());
     let (read, write) = split(upgraded);
-    let closer = Closer::new(&shutdown);
-    let (tx, rx) = mpsc::channel(8);
+    let closer = Arc::new(Closer::default());
     let source = writer::Source::from(subscription);
     let writer = tokio::spawn(writer::run(
         write,
         source,
-        rx,
         closer.clone(),
         limits,
         info.clone(),
     ));
     let input = reader::Input::Receiver(trickle::Trickle::new(read));
-    let read_loop = reader::run(input, None, tx, &closer, limits, &info);
+    let read_loop = reader::run(input, None, &closer, limits, &info);
     tokio::select! {
         () = read_loop => {}
-        () = closer.token.cancelled() => {}
+        () = closer.closed(Side::Reader) => {}
+        () = shutdown.cancelled() => closer.close(Close::SHUTDOWN),
     }
     let _ = writer.await;
     tracing::info!(target: "request", channel = %info.channel, kind = info.kind.as_str(), reason = closer.reason().reason, "{} play end", info.tag());

@@ -6,11 +6,11 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use fastwebsockets::{OpCode, WebSocketError, WebSocketRead};
-use tokio::sync::mpsc;
 use tokio::time::timeout;
 
+use super::closer::{Close, Closer};
 use super::trickle::{OwnedFrame, Trickle};
-use super::{BoxRead, Close, Closer, Limits, Outgoing, SessionInfo};
+use super::{BoxRead, Limits, SessionInfo};
 use crate::hub::Session;
 
 /// A message being reassembled from fragments.
@@ -48,7 +48,6 @@ impl Input {
 pub(super) async fn run(
     mut input: Input,
     session: Option<Arc<Session>>,
-    out: mpsc::Sender<Outgoing>,
     closer: &Closer,
     limits: Limits,
     info: &SessionInfo,
@@ -79,8 +78,7 @@ pub(super) async fn run(
         match frame.opcode {
             OpCode::Close => return closer.close(Close::CLIENT_CLOSED),
             OpCode::Ping => {
-                // A client that floods pings faster than we answer just loses some pongs.
-                let _ = out.try_send(Outgoing::Pong(payload.to_vec()));
+                closer.ping(payload.to_vec());
             }
             OpCode::Pong => {}
             OpCode::Text | OpCode::Binary => {

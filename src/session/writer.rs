@@ -1,19 +1,17 @@
 //! The write side of a session: heartbeats, pongs, the error text, the close
 //! frame, and for receivers the chunks of their feed in batches.
 
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use fastwebsockets::OpCode;
 use tokio::io::AsyncWrite;
-use tokio::sync::mpsc;
 use tokio::time::{interval_at, timeout, Instant, MissedTickBehavior};
-use tokio_util::sync::WaitForCancellationFuture;
 
+use super::closer::{Close, Closer, Side};
 use super::frames::{close_payload, write_frame, FrameWriter};
-use super::{BoxWrite, Close, Closer, Limits, Outgoing, SessionInfo};
+use super::{BoxWrite, Limits, SessionInfo};
 use crate::hub::{Feed, FeedEvent, InvalidKey, Subscription, WaitTicket};
 
 /// Text sent to a receiver whose key does not match the publisher's.
@@ -52,7 +50,6 @@ enum Step {
 pub(super) async fn run(
     mut w: BoxWrite,
     mut source: Source,
-    mut out: mpsc::Receiver<Outgoing>,
     closer: Arc<Closer>,
     limits: Limits,
     info: SessionInfo,
@@ -62,22 +59,27 @@ pub(super) async fn run(
     let mut frames = FrameWriter::default();
     let mut batch: Vec<Bytes> = Vec::new();
     announce(&source, &info);
-    // Created once: a fresh cancellation future per turn costs a lock on the token's tree.
-    let cancelled = closer.token.cancelled();
-    tokio::pin!(cancelled);
+    // Order matters on the hot path: a waiting chunk is found before the timer and the
+    // close signal are polled; the flag check keeps a busy writer from missing a close.
     let step = loop {
+        if closer.is_closed() {
+            break Step::Close(closer.reason());
+        }
+        if let Some(pong) = closer.take_pong() {
+            if let Step::Abort = io_step(write_frame(&mut w, OpCode::Pong, &pong).await) {
+                break Step::Abort;
+            }
+        }
         let step = tokio::select! {
             biased;
-            () = &mut cancelled => Step::Close(closer.reason()),
-            Some(Outgoing::Pong(p)) = out.recv() => io_step(write_frame(&mut w, OpCode::Pong, &p).await),
-            _ = heartbeat.tick() => io_step(write_frame(&mut w, OpCode::Text, b"h").await),
             event = next_event(&mut source, &mut batch) => match event {
                 Event::Started(started) => start(&mut source, started, &info),
                 Event::Feed(event) => {
-                    let cancelled = cancelled.as_mut();
-                    feed_step(event, &mut w, &mut source, &mut batch, &mut frames, cancelled, &info).await
+                    feed_step(event, &mut w, &mut source, &mut batch, &mut frames, &closer, &info).await
                 }
             },
+            _ = heartbeat.tick() => io_step(write_frame(&mut w, OpCode::Text, b"h").await),
+            () = closer.signalled(Side::Writer) => Step::Continue,
         };
         match step {
             Step::Continue => {}
@@ -151,7 +153,7 @@ async fn feed_step<W: AsyncWrite + Unpin>(
     source: &mut Source,
     batch: &mut Vec<Bytes>,
     frames: &mut FrameWriter,
-    cancelled: Pin<&mut WaitForCancellationFuture<'_>>,
+    closer: &Closer,
     info: &SessionInfo,
 ) -> Step {
     let Source::Active(feed) = source else {
@@ -170,7 +172,7 @@ async fn feed_step<W: AsyncWrite + Unpin>(
                     io_step(result)
                 }
                 lagged = feed.lagged() => kicked(lagged.behind_bytes, info, Step::Abort),
-                () = cancelled => Step::Abort,
+                () = closer.closed(Side::Writer) => Step::Abort,
             };
             batch.clear();
             step

@@ -1,0 +1,192 @@
+//! Signals between a session's reader and writer: how the session ends (the
+//! first reason given wins) and the pong owed for the latest ping. Polled on
+//! every wake of a receiver's writer, so checking it is lock-free (atomic flags
+//! and two atomic wakers).
+
+use std::future::poll_fn;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, PoisonError};
+use std::task::Poll;
+
+use futures_util::task::AtomicWaker;
+
+/// Why and how a connection is closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Close {
+    pub code: u16,
+    pub reason: &'static str,
+}
+
+impl Close {
+    pub const END_OF_STREAM: Close = Close {
+        code: 1000,
+        reason: "end of stream",
+    };
+    pub const CLIENT_CLOSED: Close = Close {
+        code: 1000,
+        reason: "",
+    };
+    pub const KILLED: Close = Close {
+        code: 1000,
+        reason: "stream killed",
+    };
+    pub const SHUTDOWN: Close = Close {
+        code: 1001,
+        reason: "server shutting down",
+    };
+    pub const PROTOCOL: Close = Close {
+        code: 1002,
+        reason: "protocol error",
+    };
+    pub const LAGGING: Close = Close {
+        code: 1008,
+        reason: "receiver too slow",
+    };
+    pub const IDLE: Close = Close {
+        code: 1008,
+        reason: "idle timeout",
+    };
+    pub const INVALID_KEY: Close = Close {
+        code: 1008,
+        reason: "invalid streaming key",
+    };
+    pub const TOO_BIG: Close = Close {
+        code: 1009,
+        reason: "message too big",
+    };
+}
+
+/// Which of the session's two tasks waits.
+#[derive(Debug, Clone, Copy)]
+pub enum Side {
+    Reader,
+    Writer,
+}
+
+#[derive(Debug, Default)]
+pub struct Closer {
+    close: Mutex<Option<Close>>,
+    closed: AtomicBool,
+    pong: Mutex<Option<Vec<u8>>>,
+    pong_owed: AtomicBool,
+    reader: AtomicWaker,
+    writer: AtomicWaker,
+}
+
+impl Closer {
+    /// Records `close` unless a reason was given before, and wakes both sides.
+    pub fn close(&self, close: Close) {
+        self.close
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get_or_insert(close);
+        self.closed.store(true, Ordering::Release);
+        self.reader.wake();
+        self.writer.wake();
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// The first reason given.
+    pub fn reason(&self) -> Close {
+        let slot = self.close.lock().unwrap_or_else(PoisonError::into_inner);
+        slot.unwrap_or(Close::SHUTDOWN)
+    }
+
+    /// Asks the writer to answer a ping (only the latest is answered, as RFC 6455 allows).
+    pub fn ping(&self, payload: Vec<u8>) {
+        *self.pong.lock().unwrap_or_else(PoisonError::into_inner) = Some(payload);
+        self.pong_owed.store(true, Ordering::Release);
+        self.writer.wake();
+    }
+
+    /// The pong to send, if a ping came in.
+    pub fn take_pong(&self) -> Option<Vec<u8>> {
+        if !self.pong_owed.swap(false, Ordering::AcqRel) {
+            return None;
+        }
+        self.pong
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+    }
+
+    /// Resolves once the session is closing, or (for the writer) a pong is owed.
+    pub async fn signalled(&self, side: Side) {
+        let waker = match side {
+            Side::Reader => &self.reader,
+            Side::Writer => &self.writer,
+        };
+        let ready = || match side {
+            Side::Reader => self.is_closed(),
+            Side::Writer => self.is_closed() || self.pong_owed.load(Ordering::Acquire),
+        };
+        poll_fn(|cx| {
+            if ready() {
+                return Poll::Ready(());
+            }
+            waker.register(cx.waker());
+            if ready() {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await;
+    }
+
+    /// Resolves once the session is closing (cancel-safe; one waiter per side).
+    pub async fn closed(&self, side: Side) {
+        let waker = match side {
+            Side::Reader => &self.reader,
+            Side::Writer => &self.writer,
+        };
+        poll_fn(|cx| {
+            if self.is_closed() {
+                return Poll::Ready(());
+            }
+            waker.register(cx.waker());
+            if self.is_closed() {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn first_reason_wins_and_both_sides_wake() {
+        let closer = std::sync::Arc::new(Closer::default());
+        let c = closer.clone();
+        let reader = tokio::spawn(async move { c.closed(Side::Reader).await });
+        let c = closer.clone();
+        let writer = tokio::spawn(async move { c.closed(Side::Writer).await });
+        tokio::task::yield_now().await;
+        closer.close(Close::IDLE);
+        closer.close(Close::TOO_BIG);
+        reader.await.unwrap();
+        writer.await.unwrap();
+        assert_eq!(closer.reason(), Close::IDLE);
+        closer.closed(Side::Writer).await;
+    }
+
+    #[tokio::test]
+    async fn a_ping_wakes_the_writer_once_with_the_latest_payload() {
+        let closer = Closer::default();
+        assert_eq!(closer.take_pong(), None);
+        closer.ping(vec![1]);
+        closer.ping(vec![2]);
+        closer.signalled(Side::Writer).await;
+        assert_eq!(closer.take_pong(), Some(vec![2]));
+        assert_eq!(closer.take_pong(), None);
+        assert!(!closer.is_closed());
+    }
+}

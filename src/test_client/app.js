@@ -500,6 +500,7 @@ function openMediaSource(info) {
   }
   pl.queue = pl.head;
   pl.head = [];
+  setState($("play-state"), "waiting", "buffering");
   pl.source = new MediaSource();
   const video = $("video");
   video.src = URL.createObjectURL(pl.source);
@@ -585,7 +586,7 @@ function tickPlayer() {
   $("live-delay").textContent = `${delay.toFixed(2)} s`;
   $("live-delay").dataset.seconds = delay.toFixed(3);
   const maxDelay = Number($("max-delay").value) || 3;
-  if (!pl.ended && delay > maxDelay) {
+  if (!pl.ended && !video.paused && delay > maxDelay) {
     video.currentTime = Math.max(ranges.start(ranges.length - 1), end - 0.5);
     log("play-log", `fell ${delay.toFixed(1)} s behind: jumped to the live edge`, "warn");
   }

@@ -104,7 +104,9 @@ impl Closer {
 
     /// The pong to send, if a ping came in.
     pub fn take_pong(&self) -> Option<Vec<u8>> {
-        if !self.pong_owed.swap(false, Ordering::AcqRel) {
+        // Load first: the common case must not write to the shared flag.
+        if !self.pong_owed.load(Ordering::Acquire) || !self.pong_owed.swap(false, Ordering::AcqRel)
+        {
             return None;
         }
         self.pong

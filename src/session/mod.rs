@@ -97,6 +97,7 @@ pub async fn run_publisher(
         closer.clone(),
         limits,
         info.clone(),
+        shutdown.clone(),
     ));
     let input = reader::Input::Publisher(parser(read));
     let read_loop = reader::run(input, Some(session), &closer, limits, &info);
@@ -131,6 +132,7 @@ pub async fn run_receiver(
         closer.clone(),
         limits,
         info.clone(),
+        shutdown.clone(),
     ));
     let input = reader::Input::Receiver(trickle::Trickle::new(read));
     let read_loop = reader::run(input, None, &closer, limits, &info);

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use fastwebsockets::OpCode;
 use tokio::io::AsyncWrite;
 use tokio::time::{interval_at, timeout, Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
 
 use super::closer::{Close, Closer, Side};
 use super::frames::{close_payload, write_frame, FrameWriter};
@@ -53,6 +54,7 @@ pub(super) async fn run(
     closer: Arc<Closer>,
     limits: Limits,
     info: SessionInfo,
+    shutdown: CancellationToken,
 ) {
     let mut heartbeat = interval_at(Instant::now() + limits.heartbeat, limits.heartbeat);
     heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -75,7 +77,12 @@ pub(super) async fn run(
             event = next_event(&mut source, &mut batch) => match event {
                 Event::Started(started) => start(&mut source, started, &info),
                 Event::Feed(event) => {
-                    feed_step(event, &mut w, &mut source, &mut batch, &mut frames, &closer, &info).await
+                    let step = feed_step(event, &mut w, &mut source, &mut batch, &mut frames, &closer, &info).await;
+                    // A stream that ends because the server is shutting down says so (1001).
+                    match step {
+                        Step::Close(Close::END_OF_STREAM) if shutdown.is_cancelled() => Step::Close(Close::SHUTDOWN),
+                        other => other,
+                    }
                 }
             },
             _ = heartbeat.tick() => io_step(write_frame(&mut w, OpCode::Text, b"h").await),

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use tokio::sync::watch;
 
 use super::log::Start;
-use super::{Head, Lagged, Session};
+use super::{Lagged, Session};
 
 /// Most chunks handed out in one batch (one vectored write).
 pub const MAX_BATCH_CHUNKS: usize = 256;
@@ -23,7 +23,7 @@ pub struct Feed {
     /// Skipping to the next join point; this init segment goes first.
     await_join: Option<Bytes>,
     probe: bool,
-    head: watch::Receiver<Head>,
+    head: watch::Receiver<()>,
     /// Probe: one chunk, then the end.
     remaining: Option<usize>,
 }
@@ -65,7 +65,8 @@ impl Feed {
                 self.consumed(n);
                 return FeedEvent::Data;
             }
-            let ended = self.head.borrow_and_update().ended;
+            self.head.mark_unchanged();
+            let ended = self.session.is_ended();
             if self.await_join.is_some() {
                 if self.skip_to_join(out) {
                     return FeedEvent::Data;

@@ -10,6 +10,7 @@ pub mod log;
 mod tracker;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use bytes::Bytes;
@@ -72,14 +73,10 @@ pub struct Session {
     log: Mutex<ChunkLog>,
     /// Touched only by the publisher's task; a lock keeps `Session` shareable.
     media: Mutex<MediaTracker>,
-    head: watch::Sender<Head>,
-}
-
-/// What receivers watch: the log's head and whether the publisher is gone.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Head {
-    pub seq: u64,
-    pub ended: bool,
+    /// Bumped for every chunk and at the end; receivers read the state itself
+    /// from the log and `ended`, so a wake-up takes no lock on the watch.
+    head: watch::Sender<()>,
+    ended: AtomicBool,
 }
 
 impl Session {
@@ -87,7 +84,8 @@ impl Session {
         Self {
             log: Mutex::new(ChunkLog::new(settings.cache_limit, settings.lag_limit)),
             media: Mutex::new(MediaTracker::new()),
-            head: watch::Sender::new(Head::default()),
+            head: watch::Sender::new(()),
+            ended: AtomicBool::new(false),
         }
     }
 
@@ -103,16 +101,13 @@ impl Session {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .observe(&chunk);
-        let seq = {
-            let mut log = self.log();
-            log.push(chunk, update);
-            log.head_seq()
-        };
-        self.head.send_modify(|h| h.seq = seq);
+        self.log().push(chunk, update);
+        self.head.send_replace(());
     }
 
     fn end(&self) {
-        self.head.send_modify(|h| h.ended = true);
+        self.ended.store(true, Ordering::Release);
+        self.head.send_replace(());
     }
 
     /// Bytes held by the cache (overhead included).
@@ -135,7 +130,12 @@ impl Session {
         Feed::new(self.clone(), log::Start::default(), kind == Kind::Probe)
     }
 
-    pub(crate) fn subscribe_head(&self) -> watch::Receiver<Head> {
+    /// Whether the publisher is gone (no chunk will follow).
+    pub(crate) fn is_ended(&self) -> bool {
+        self.ended.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn subscribe_head(&self) -> watch::Receiver<()> {
         self.head.subscribe()
     }
 }

@@ -94,14 +94,24 @@ impl Session {
         self.log.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Appends a chunk for every receiver (never waits for them).
+    /// Appends a chunk for every receiver (never waits for them) and wakes them.
     pub fn push(&self, chunk: Bytes) {
+        self.append(chunk);
+        self.wake_receivers();
+    }
+
+    /// Appends a chunk without waking the receivers yet (see [`Session::wake_receivers`]).
+    pub fn append(&self, chunk: Bytes) {
         let update = self
             .media
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .observe(&chunk);
         self.log().push(chunk, update);
+    }
+
+    /// Wakes every receiver to send what was appended.
+    pub fn wake_receivers(&self) {
         self.head.send_replace(());
     }
 

@@ -6,12 +6,18 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use fastwebsockets::{OpCode, WebSocketError, WebSocketRead};
+use std::future::{poll_fn, Future};
+use std::task::Poll;
+
 use tokio::time::timeout;
 
 use super::closer::{Close, Closer};
 use super::trickle::{OwnedFrame, Trickle};
 use super::{BoxRead, Limits, SessionInfo};
 use crate::hub::Session;
+
+/// Chunks appended before receivers are woken even if more are ready to read.
+const WAKE_EVERY: usize = 16;
 
 /// A message being reassembled from fragments.
 struct Partial {
@@ -58,8 +64,28 @@ pub(super) async fn run(
     }
     let mut partial: Option<Partial> = None;
     let mut stats = Stats::new();
+    let mut unannounced = 0usize;
     loop {
-        let frame = match timeout(limits.idle_timeout, input.frame(max_frame)).await {
+        let next = timeout(limits.idle_timeout, input.frame(max_frame));
+        tokio::pin!(next);
+        // Receivers are woken once the publisher's socket has nothing more to read right
+        // now (or after a few chunks): one wake-up and one write for a burst, no delay.
+        let first = if unannounced >= WAKE_EVERY {
+            Poll::Pending
+        } else {
+            poll_fn(|cx| Poll::Ready(next.as_mut().poll(cx))).await
+        };
+        let result = match first {
+            Poll::Ready(result) => result,
+            Poll::Pending => {
+                if let (Some(session), true) = (session.as_deref(), unannounced > 0) {
+                    session.wake_receivers();
+                    unannounced = 0;
+                }
+                next.await
+            }
+        };
+        let frame = match result {
             Err(_) => return closer.close(Close::IDLE),
             Ok(Err(WebSocketError::FrameTooLarge)) => return too_big(closer, info),
             Ok(Err(e)) => {
@@ -107,7 +133,9 @@ pub(super) async fn run(
         }
         if fin {
             if let Some(message) = partial.take() {
-                deliver(message, session.as_deref(), &mut stats, info);
+                if deliver(message, session.as_deref(), &mut stats, info) {
+                    unannounced += 1;
+                }
             }
         }
     }
@@ -131,16 +159,23 @@ impl Partial {
     }
 }
 
-fn deliver(message: Partial, session: Option<&Session>, stats: &mut Stats, info: &SessionInfo) {
+/// Appends a publisher's binary message to its session; true when a chunk was added.
+fn deliver(
+    message: Partial,
+    session: Option<&Session>,
+    stats: &mut Stats,
+    info: &SessionInfo,
+) -> bool {
     let (Some(session), Some(data), OpCode::Binary) = (session, message.data, message.opcode)
     else {
-        return;
+        return false;
     };
     let chunk: Bytes = data.freeze();
     stats.chunk(chunk.len(), info);
     info.metrics.chunks_in.inc();
     info.metrics.bytes_in.inc_by(chunk.len() as u64);
-    session.push(chunk);
+    session.append(chunk);
+    true
 }
 
 fn too_big(closer: &Closer, info: &SessionInfo) {

@@ -205,54 +205,35 @@ async fn check_media(name: &str, media: Vec<u8>, video: bool) {
     );
 }
 
+/// 20 s of WebM video with `codec` + Opus, a keyframe every 1.6 s, about 5 MB.
+fn webm_video(codec: &str) -> Vec<u8> {
+    let args = [
+        "-c:v",
+        codec,
+        "-deadline",
+        "realtime",
+        "-cpu-used",
+        "8",
+        "-b:v",
+        "2M",
+        "-g",
+        "40",
+        "-c:a",
+        "libopus",
+        "-f",
+        "webm",
+    ];
+    encode(20, &args, true)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webm_vp8_opus() {
-    let media = encode(
-        20,
-        &[
-            "-c:v",
-            "libvpx",
-            "-deadline",
-            "realtime",
-            "-cpu-used",
-            "8",
-            "-b:v",
-            "2M",
-            "-g",
-            "40",
-            "-c:a",
-            "libopus",
-            "-f",
-            "webm",
-        ],
-        true,
-    );
-    check_media("vp8", media, true).await;
+    check_media("vp8", webm_video("libvpx"), true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webm_vp9_opus() {
-    let media = encode(
-        20,
-        &[
-            "-c:v",
-            "libvpx-vp9",
-            "-deadline",
-            "realtime",
-            "-cpu-used",
-            "8",
-            "-b:v",
-            "2M",
-            "-g",
-            "40",
-            "-c:a",
-            "libopus",
-            "-f",
-            "webm",
-        ],
-        true,
-    );
-    check_media("vp9", media, true).await;
+    check_media("vp9", webm_video("libvpx-vp9"), true).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -315,12 +315,7 @@ async fn publisher_end_closes_active_receivers_and_idle_ones_wait_for_the_next()
         assert_eq!(next_binary(&mut active).await, [1]);
         match how {
             "close" => close(publisher).await,
-            "reset" => {
-                if let tokio_tungstenite::MaybeTlsStream::Plain(tcp) = publisher.get_ref() {
-                    tcp.set_zero_linger().unwrap();
-                }
-                drop(publisher);
-            }
+            "reset" => reset(publisher),
             _ => {
                 // Silent for IDLE_TIMEOUT_SECONDS: the server closes it (1008).
                 let code = tokio::time::timeout(STEP, async {

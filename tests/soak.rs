@@ -78,11 +78,8 @@ async fn publisher_loop(
         }
         match round % 4 {
             0 => {
-                if let tokio_tungstenite::MaybeTlsStream::Plain(tcp) = p.get_ref() {
-                    let _ = tcp.set_zero_linger();
-                }
                 tally.resets.fetch_add(1, Ordering::Relaxed);
-                drop(p);
+                reset(p);
             }
             1 => {
                 // Over MAX_MESSAGE_SIZE_MB: closed with 1009.
@@ -142,10 +139,7 @@ async fn receiver_loop(
             tally.healthy_sessions.fetch_add(1, Ordering::Relaxed);
         }
         if round % 3 == 0 {
-            if let tokio_tungstenite::MaybeTlsStream::Plain(tcp) = r.get_ref() {
-                let _ = tcp.set_zero_linger();
-            }
-            drop(r);
+            reset(r);
         } else {
             close(r).await;
         }

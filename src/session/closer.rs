@@ -117,40 +117,29 @@ impl Closer {
 
     /// Resolves once the session is closing, or (for the writer) a pong is owed.
     pub async fn signalled(&self, side: Side) {
-        let waker = match side {
-            Side::Reader => &self.reader,
-            Side::Writer => &self.writer,
-        };
-        let ready = || match side {
-            Side::Reader => self.is_closed(),
-            Side::Writer => self.is_closed() || self.pong_owed.load(Ordering::Acquire),
-        };
-        poll_fn(|cx| {
-            if ready() {
-                return Poll::Ready(());
-            }
-            waker.register(cx.waker());
-            if ready() {
-                Poll::Ready(())
-            } else {
-                Poll::Pending
-            }
+        let owed = matches!(side, Side::Writer);
+        self.wait(side, || {
+            self.is_closed() || (owed && self.pong_owed.load(Ordering::Acquire))
         })
         .await;
     }
 
     /// Resolves once the session is closing (cancel-safe; one waiter per side).
     pub async fn closed(&self, side: Side) {
+        self.wait(side, || self.is_closed()).await;
+    }
+
+    async fn wait(&self, side: Side, ready: impl Fn() -> bool) {
         let waker = match side {
             Side::Reader => &self.reader,
             Side::Writer => &self.writer,
         };
         poll_fn(|cx| {
-            if self.is_closed() {
+            if ready() {
                 return Poll::Ready(());
             }
             waker.register(cx.waker());
-            if self.is_closed() {
+            if ready() {
                 Poll::Ready(())
             } else {
                 Poll::Pending

@@ -66,7 +66,8 @@ fn head(opcode: OpCode, payload: &[u8]) -> ([u8; MAX_HEAD], usize) {
     (head, len)
 }
 
-async fn write_all_vectored<W>(w: &mut W, mut slices: &mut [IoSlice<'_>]) -> io::Result<()>
+/// Writes every slice, in as few `writev` calls as the socket allows.
+pub async fn write_all_vectored<W>(w: &mut W, mut slices: &mut [IoSlice<'_>]) -> io::Result<()>
 where
     W: AsyncWrite + Unpin,
 {

@@ -340,6 +340,14 @@ pub async fn close(mut ws: Ws) {
     let _ = tokio::time::timeout(STEP, async { while ws.next().await.is_some() {} }).await;
 }
 
+/// Drops the connection with a TCP reset (zero linger) instead of a close.
+pub fn reset(ws: Ws) {
+    if let MaybeTlsStream::Plain(tcp) = ws.get_ref() {
+        let _ = tcp.set_zero_linger();
+    }
+    drop(ws);
+}
+
 /// Deterministic pseudo-random bytes.
 pub fn payload(seed: u64, len: usize) -> Vec<u8> {
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;

@@ -135,13 +135,5 @@ async fn receiver(stream: TcpStream, mut rx: mpsc::Receiver<Bytes>) -> Result<()
 
 async fn write_all(w: &mut tokio::net::tcp::OwnedWriteHalf, pieces: &[Bytes]) -> io::Result<()> {
     let mut slices: Vec<IoSlice<'_>> = pieces.iter().map(|b| IoSlice::new(b)).collect();
-    let mut slices = &mut slices[..];
-    while !slices.is_empty() {
-        let n = w.write_vectored(slices).await?;
-        if n == 0 {
-            return Err(io::ErrorKind::WriteZero.into());
-        }
-        IoSlice::advance_slices(&mut slices, n);
-    }
-    Ok(())
+    ws_stream_server::session::frames::write_all_vectored(w, &mut slices).await
 }

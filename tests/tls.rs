@@ -119,7 +119,7 @@ async fn wss_relays_byte_exact_beside_plain_ws() {
         assert!(next_binary(&mut secure).await == want, "wss chunk {i}");
         assert!(next_binary(&mut plain).await == want, "ws chunk {i}");
     }
-    // The banner (the page's place) over https.
+    // The built-in test page over https.
     let connector = tokio_rustls::TlsConnector::from(ca.client_config());
     let tcp = TcpStream::connect(server.https_addr()).await.unwrap();
     let mut tls = connector
@@ -132,7 +132,12 @@ async fn wss_relays_byte_exact_beside_plain_ws() {
         .unwrap();
     let mut response = Vec::new();
     let _ = tokio::time::timeout(STEP, tls.read_to_end(&mut response)).await;
-    assert!(String::from_utf8_lossy(&response).starts_with("HTTP/1.1 200"));
+    let response = String::from_utf8_lossy(&response);
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(
+        response.contains("<html"),
+        "the test page over https: {response}"
+    );
 }
 
 #[tokio::test]

@@ -43,6 +43,15 @@ pub const ENV_SHUTDOWN_GRACE_SECONDS: &str = "SHUTDOWN_GRACE_SECONDS";
 pub const ENV_METRICS_ADDRESS: &str = "METRICS_ADDRESS";
 
 const MIB: u64 = 1024 * 1024;
+/// Largest size setting in MiB (1 TiB).
+const MAX_MB: u64 = 1 << 20;
+/// Largest time setting: a year.
+const MAX_SECONDS: u64 = 365 * 24 * 3600;
+
+/// Sizes are bounded far below `usize::MAX` on the 64-bit targets we build for.
+fn to_usize(n: u64) -> usize {
+    usize::try_from(n).unwrap_or(usize::MAX)
+}
 
 /// The whole server configuration, validated.
 #[derive(Debug, Clone)]
@@ -206,21 +215,22 @@ impl<F: Fn(&str) -> Option<String>> Parser<'_, F> {
             play_whitelist: self.addr_set(ENV_PLAY_WHITELIST, true),
             max_ip_concurrent: self.number(ENV_MAX_IP_CONCURRENT_CONNECTIONS, 4),
             concurrent_limit_whitelist: self.addr_set(ENV_CONCURRENT_LIMIT_WHITELIST, false),
-            gop_cache_bytes: self
-                .number::<u64>(ENV_GOP_CACHE_SIZE_MB, 256)
-                .saturating_mul(MIB),
+            gop_cache_bytes: self.sized(ENV_GOP_CACHE_SIZE_MB, 256, 0..=MAX_MB) * MIB,
             id_max_length: self.positive(ENV_ID_MAX_LENGTH, 128),
             log_requests: self.flag(ENV_LOG_REQUESTS, true, Legacy::OnUnlessNo),
             log_debug: self.flag(ENV_LOG_DEBUG, false, Legacy::OnlyYes),
             disable_test_client: self.flag(ENV_DISABLE_TEST_CLIENT, false, Legacy::OnlyYes),
             heartbeat: self.seconds(ENV_HEARTBEAT_SECONDS, 20),
             idle_timeout: self.seconds(ENV_IDLE_TIMEOUT_SECONDS, 60),
-            receiver_queue_bytes: self.positive::<u64>(ENV_RECEIVER_QUEUE_MB, 64) * MIB,
-            max_message_bytes: self.positive::<usize>(ENV_MAX_MESSAGE_SIZE_MB, 64) << 20,
-            max_client_message_bytes: self.positive::<usize>(ENV_MAX_CLIENT_MESSAGE_KB, 64) << 10,
+            receiver_queue_bytes: self.sized(ENV_RECEIVER_QUEUE_MB, 64, 1..=MAX_MB) * MIB,
+            max_message_bytes: to_usize(self.sized(ENV_MAX_MESSAGE_SIZE_MB, 64, 1..=4096) * MIB),
+            max_client_message_bytes: to_usize(
+                self.sized(ENV_MAX_CLIENT_MESSAGE_KB, 64, 1..=1 << 20) << 10,
+            ),
             upgrade_timeout: self.seconds(ENV_UPGRADE_TIMEOUT_SECONDS, 10),
-            max_request_head_bytes: self.positive::<usize>(ENV_MAX_REQUEST_HEAD_KB, 16).max(8)
-                << 10,
+            max_request_head_bytes: to_usize(
+                self.sized(ENV_MAX_REQUEST_HEAD_KB, 16, 8..=1024) << 10,
+            ),
             shutdown_grace: self.seconds(ENV_SHUTDOWN_GRACE_SECONDS, 5),
             metrics_address: self.parse(
                 ENV_METRICS_ADDRESS,
@@ -277,8 +287,23 @@ impl<F: Fn(&str) -> Option<String>> Parser<'_, F> {
         .unwrap_or(default)
     }
 
+    /// A whole number within `range` (sizes, so that bytes cannot overflow).
+    fn sized(
+        &mut self,
+        var: &'static str,
+        default: u64,
+        range: std::ops::RangeInclusive<u64>,
+    ) -> u64 {
+        let expected = format!("a whole number from {} to {}", range.start(), range.end());
+        self.parse(var, &expected, |v| {
+            v.parse().ok().filter(|n| range.contains(n))
+        })
+        .unwrap_or(default)
+    }
+
+    /// Seconds from 1 to a year (longer would overflow the clock arithmetic).
     fn seconds(&mut self, var: &'static str, default: u64) -> Duration {
-        Duration::from_secs(self.positive(var, default))
+        Duration::from_secs(self.sized(var, default, 1..=MAX_SECONDS))
     }
 
     fn flag(&mut self, var: &'static str, default: bool, legacy: Legacy) -> bool {

@@ -261,6 +261,9 @@ async fn streaming(
         };
         let (response, upgrade) = upgrade(req).map_err(refused)?;
         let stream_id = ticket.as_ref().map(|t| t.stream_id.clone());
+        if let Some(id) = &stream_id {
+            claim.set_stream_id(id);
+        }
         tracing::info!(target: "request", channel, stream_id = stream_id.as_deref().unwrap_or(""), "{tag} publish accepted");
         state.tasks.spawn(async move {
             let _slot = slot;

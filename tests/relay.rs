@@ -451,3 +451,45 @@ async fn oversized_messages_close_with_1009() {
     assert_eq!(get(server.addr, "/").0, 200, "server fine");
     let _again = ws(&server.url("/big/k/publish")).await;
 }
+
+#[tokio::test]
+async fn fragmented_messages_become_one_chunk_with_pings_between() {
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+    let server = Server::start(&[]);
+    let mut publisher = ws(&server.url("/frag/k/publish")).await;
+    let mut receiver = ws(&server.url("/frag/k/receive")).await;
+    server.wait_log_count("play start", 1);
+    let part =
+        |data: &[u8], opcode, fin| Message::Frame(Frame::message(data.to_vec(), opcode, fin));
+    publisher
+        .send(part(&[1, 2], OpCode::Data(Data::Binary), false))
+        .await
+        .unwrap();
+    publisher
+        .send(Message::Ping(vec![9, 8].into()))
+        .await
+        .unwrap();
+    publisher
+        .send(part(&[3], OpCode::Data(Data::Continue), false))
+        .await
+        .unwrap();
+    publisher
+        .send(part(&[4, 5], OpCode::Data(Data::Continue), true))
+        .await
+        .unwrap();
+    assert_eq!(next_binary(&mut receiver).await, [1, 2, 3, 4, 5]);
+    // The ping is answered with its own payload.
+    let pong = tokio::time::timeout(STEP, async {
+        loop {
+            match publisher.next().await {
+                Some(Ok(Message::Pong(p))) => return p.to_vec(),
+                Some(Ok(_)) => continue,
+                other => panic!("no pong: {other:?}"),
+            }
+        }
+    })
+    .await
+    .expect("pong in time");
+    assert_eq!(pong, [9, 8]);
+}

@@ -270,3 +270,28 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn sizes_and_times_that_would_overflow_are_refused() {
+    for (var, value) in [
+        ("RECEIVER_QUEUE_MB", "18446744073709551615"),
+        ("GOP_CACHE_SIZE_MB", "99999999999"),
+        ("MAX_MESSAGE_SIZE_MB", "5000"),
+        ("MAX_REQUEST_HEAD_KB", "4"),
+        ("MAX_REQUEST_HEAD_KB", "18014398509481984"),
+        ("HEARTBEAT_SECONDS", "1000000000000"),
+        ("IDLE_TIMEOUT_SECONDS", "40000000"),
+    ] {
+        let errs = errors(&[(var, value)]);
+        assert_eq!(errs[0].var, var, "{value}");
+        assert!(errs[0].expected.contains(" to "), "{}", errs[0]);
+    }
+    let c = load(&[
+        ("MAX_REQUEST_HEAD_KB", "8"),
+        ("RECEIVER_QUEUE_MB", "1048576"),
+    ])
+    .unwrap()
+    .config;
+    assert_eq!(c.max_request_head_bytes, 8 << 10);
+    assert_eq!(c.receiver_queue_bytes, 1 << 40);
+}

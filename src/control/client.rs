@@ -128,12 +128,11 @@ async fn serve(control: &Control, link: Link, shutdown: &CancellationToken) -> &
         };
         if let Some(msg) = outgoing {
             tracing::debug!(message = %redacted(&msg), "control message out");
-            if sink
-                .send(Message::Text(codec::serialize(&msg).into()))
-                .await
-                .is_err()
-            {
-                return "write error";
+            let send = sink.send(Message::Text(codec::serialize(&msg).into()));
+            match tokio::time::timeout(control.inner.silence, send).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return "write error",
+                Err(_) => return "the coordinator stopped reading",
             }
         }
     }

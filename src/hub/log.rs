@@ -19,12 +19,17 @@ use bytes::{Bytes, BytesMut};
 pub const CHUNK_OVERHEAD: u64 = 16;
 /// About the most media a probe gets after the init segment, once history was evicted.
 pub const PROBE_MEDIA_BYTES: usize = 1 << 20;
+/// Most chunks a log keeps, whatever their size: bounds the bookkeeping of a
+/// publisher sending tiny or empty messages (days of a real stream).
+pub const MAX_LOG_CHUNKS: usize = 1 << 20;
 
 #[derive(Debug)]
 struct Entry {
     bytes: Bytes,
     /// Stream offset of the chunk's first byte.
     start: u64,
+    /// Accounted offset (lengths plus `CHUNK_OVERHEAD` each) of the chunk's start.
+    acc: u64,
     /// Offset inside the chunk of its first join point.
     join: Option<usize>,
 }
@@ -63,6 +68,8 @@ pub struct ChunkLog {
     /// Sequence number of `entries[0]`.
     base_seq: u64,
     head_offset: u64,
+    /// Accounted bytes appended so far; the lag window is measured in these.
+    head_acc: u64,
     cache_start_seq: u64,
     cache_bytes: u64,
     cache_limit: u64,
@@ -80,6 +87,7 @@ impl ChunkLog {
             entries: VecDeque::new(),
             base_seq: 0,
             head_offset: 0,
+            head_acc: 0,
             cache_start_seq: 0,
             cache_bytes: 0,
             cache_limit,
@@ -104,9 +112,11 @@ impl ChunkLog {
         self.entries.push_back(Entry {
             bytes,
             start: self.head_offset,
+            acc: self.head_acc,
             join: None,
         });
         self.head_offset += len;
+        self.head_acc += len + CHUNK_OVERHEAD;
         self.cache_bytes += len + CHUNK_OVERHEAD;
         if media.failed {
             self.init = None;
@@ -209,18 +219,21 @@ impl ChunkLog {
     }
 
     /// Skips to the first join point at or after `cursor`: the media from it and the cursor after its chunk.
+    /// The newest chunk stays under the cursor: the scanner may still mark a join point in it.
     pub fn next_join(&self, cursor: u64) -> (u64, Option<Bytes>) {
         match self.first_join(cursor.max(self.base_seq)) {
             Some((seq, media)) => (seq + 1, Some(media)),
-            None => (self.head_seq(), None),
+            None => (self.head_seq().saturating_sub(1).max(cursor), None),
         }
     }
 
-    /// How far behind the head a receiver at `cursor` is, or `Lagged` once over the window.
+    /// How much a receiver at `cursor` has queued beyond the chunk it sends next
+    /// (accounted bytes), or `Lagged` once that is over the window. A single chunk
+    /// never makes a receiver lag by itself, however large.
     pub fn check_lag(&self, cursor: u64) -> Result<u64, Lagged> {
-        let behind = match self.start_of(cursor) {
-            Some(start) => self.head_offset - start,
-            None => self.head_offset - self.entries.front().map_or(0, |e| e.start) + 1,
+        let behind = match self.end_acc(cursor) {
+            Some(end) => self.head_acc - end,
+            None => self.head_acc - self.entries.front().map_or(0, |e| e.acc) + 1,
         };
         if cursor < self.base_seq || behind > self.lag_limit {
             Err(Lagged {
@@ -307,11 +320,17 @@ impl ChunkLog {
         self.entries.get(idx)
     }
 
-    fn start_of(&self, seq: u64) -> Option<u64> {
-        if seq == self.head_seq() {
-            return Some(self.head_offset);
+    /// Accounted offset just after chunk `seq` (the head's own offset for `seq` = head).
+    fn end_acc(&self, seq: u64) -> Option<u64> {
+        if seq >= self.head_seq() {
+            return (seq == self.head_seq()).then_some(self.head_acc);
         }
-        self.entry(seq).map(|e| e.start)
+        let next = seq + 1;
+        if next == self.head_seq() {
+            return self.entry(seq).map(|_| self.head_acc);
+        }
+        self.entry(seq)?;
+        self.entry(next).map(|e| e.acc)
     }
 
     fn get(&self, seq: u64) -> Option<Bytes> {
@@ -322,13 +341,19 @@ impl ChunkLog {
         (from..to).filter_map(|seq| self.get(seq)).collect()
     }
 
-    /// Drops chunks that are neither cached nor within any non-lagging receiver's reach.
+    /// Drops chunks that are neither cached nor within any non-lagging receiver's reach,
+    /// and the oldest ones beyond `MAX_LOG_CHUNKS` (cached or not).
     fn trim(&mut self) {
         while let Some(front) = self.entries.front() {
             let uncached = self.base_seq < self.cache_start_seq;
-            let out_of_window = self.head_offset - front.start > self.lag_limit;
-            if !(uncached && out_of_window) {
+            let front_end = front.acc + front.bytes.len() as u64 + CHUNK_OVERHEAD;
+            let out_of_window = self.head_acc - front_end > self.lag_limit;
+            let too_many = self.entries.len() > MAX_LOG_CHUNKS;
+            if !(too_many || uncached && out_of_window) {
                 break;
+            }
+            if !uncached {
+                self.evict_to(self.base_seq + 1);
             }
             self.entries.pop_front();
             self.base_seq += 1;

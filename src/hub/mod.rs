@@ -272,12 +272,12 @@ impl Hub {
         matches
     }
 
-    /// Closes every active publisher.
+    /// Closes every active publisher, and every accepted one still finishing its upgrade.
     pub fn kill_all(&self) -> usize {
         let channels = self.channels();
         let mut killed = 0;
         for publisher in channels.values().filter_map(|c| c.publisher.as_ref()) {
-            if publisher.session.is_some() {
+            if publisher.session.is_some() || publisher.stream_id.is_some() {
                 publisher.kill.cancel();
                 killed += 1;
             }
@@ -342,6 +342,19 @@ impl PublisherClaim {
         &self.channel
     }
 
+    /// Records the coordinator's stream id as soon as it is known, so kills reach it
+    /// even before the upgrade completes.
+    pub fn set_stream_id(&self, stream_id: &str) {
+        let mut channels = self.hub.channels();
+        let publisher = channels
+            .get_mut(&self.channel)
+            .and_then(|c| c.publisher.as_mut())
+            .filter(|p| p.claim_id == self.claim_id);
+        if let Some(publisher) = publisher {
+            publisher.stream_id = Some(stream_id.to_owned());
+        }
+    }
+
     /// Opens the publishing session: waiting receivers with the right key start from its first chunk.
     pub fn activate(&self, stream_id: Option<String>) -> Arc<Session> {
         let session = Arc::new(Session::new(self.hub.settings));
@@ -357,7 +370,9 @@ impl PublisherClaim {
             return session;
         };
         publisher.session = Some(session.clone());
-        publisher.stream_id = stream_id;
+        if stream_id.is_some() {
+            publisher.stream_id = stream_id;
+        }
         let key = publisher.key.clone();
         for waiter in entry.waiting.drain(..) {
             let start = if keys_match(&key, &waiter.key) {

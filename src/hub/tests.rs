@@ -134,3 +134,16 @@ async fn dropped_waiters_leave_no_trace() {
     }
     assert_eq!(hub.channel_entries(), 0);
 }
+
+#[tokio::test]
+async fn an_accepted_claim_is_killable_before_its_upgrade_completes() {
+    let hub = hub(0);
+    let pending = hub.claim("c", "k").unwrap();
+    let accepted = hub.claim("d", "k").unwrap();
+    accepted.set_stream_id("s-9");
+    assert!(hub.kill("d", Some("s-9")));
+    assert!(accepted.kill_token().is_cancelled());
+    // After a reconnect: accepted claims go, claims still waiting for an answer stay.
+    assert_eq!(hub.kill_all(), 1);
+    assert!(!pending.kill_token().is_cancelled());
+}

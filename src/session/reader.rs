@@ -99,7 +99,10 @@ pub(super) async fn run(
             }
             Ok(Ok(frame)) => frame,
         };
-        let fin = frame.fin;
+        // Control frames may come between the fragments of a message; only the final
+        // data frame completes it.
+        let completes =
+            frame.fin && !matches!(frame.opcode, OpCode::Close | OpCode::Ping | OpCode::Pong);
         let payload = frame.payload;
         match frame.opcode {
             OpCode::Close => return closer.close(Close::CLIENT_CLOSED),
@@ -131,12 +134,16 @@ pub(super) async fn run(
                 }
             }
         }
-        if fin {
-            if let Some(message) = partial.take() {
-                if deliver(message, session.as_deref(), &mut stats, info) {
-                    unannounced += 1;
-                }
-            }
+        let delivered = completes
+            && partial
+                .take()
+                .is_some_and(|message| deliver(message, session.as_deref(), &mut stats, info));
+        if delivered {
+            unannounced += 1;
+        } else if let (Some(session), true) = (session.as_deref(), unannounced > 0) {
+            // Any other frame (ping, text, a fragment) announces what came before it.
+            session.wake_receivers();
+            unannounced = 0;
         }
     }
 }

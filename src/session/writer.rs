@@ -68,7 +68,8 @@ pub(super) async fn run(
             break Step::Close(closer.reason());
         }
         if let Some(pong) = closer.take_pong() {
-            if let Step::Abort = io_step(write_frame(&mut w, OpCode::Pong, &pong).await) {
+            let sent = control_write(&mut w, OpCode::Pong, &pong, &closer, limits).await;
+            if let Step::Abort = sent {
                 break Step::Abort;
             }
         }
@@ -85,7 +86,7 @@ pub(super) async fn run(
                     }
                 }
             },
-            _ = heartbeat.tick() => io_step(write_frame(&mut w, OpCode::Text, b"h").await),
+            _ = heartbeat.tick() => control_write(&mut w, OpCode::Text, b"h", &closer, limits).await,
             () = closer.signalled(Side::Writer) => Step::Continue,
         };
         match step {
@@ -102,6 +103,25 @@ pub(super) async fn run(
         let _ = timeout(CLOSE_TIMEOUT, write_frame(&mut w, OpCode::Close, &payload)).await;
     } else {
         closer.close(Close::PROTOCOL);
+    }
+}
+
+/// A heartbeat or pong: given up when the session closes or the client has not taken it
+/// within the idle timeout (a client that never reads must not pin the session).
+async fn control_write<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    opcode: OpCode,
+    payload: &[u8],
+    closer: &Closer,
+    limits: Limits,
+) -> Step {
+    tokio::select! {
+        biased;
+        written = timeout(limits.idle_timeout, write_frame(w, opcode, payload)) => match written {
+            Ok(result) => io_step(result),
+            Err(_) => Step::Abort,
+        },
+        () = closer.closed(Side::Writer) => Step::Abort,
     }
 }
 
@@ -168,7 +188,12 @@ async fn feed_step<W: AsyncWrite + Unpin>(
     };
     match event {
         FeedEvent::End => Step::Close(Close::END_OF_STREAM),
-        FeedEvent::Lagged(lagged) => kicked(lagged.behind_bytes, info, Step::Close(Close::LAGGING)),
+        FeedEvent::Lagged(lagged) => kicked(
+            lagged.behind_bytes,
+            closer,
+            info,
+            Step::Close(Close::LAGGING),
+        ),
         FeedEvent::Data => {
             // Biased: a write that completes at once never pays for the lag check.
             let step = tokio::select! {
@@ -178,7 +203,7 @@ async fn feed_step<W: AsyncWrite + Unpin>(
                     info.metrics.bytes_out.inc_by(batch.iter().map(|c| c.len() as u64).sum());
                     io_step(result)
                 }
-                lagged = feed.lagged() => kicked(lagged.behind_bytes, info, Step::Abort),
+                lagged = feed.lagged() => kicked(lagged.behind_bytes, closer, info, Step::Abort),
                 () = closer.closed(Side::Writer) => Step::Abort,
             };
             batch.clear();
@@ -187,8 +212,9 @@ async fn feed_step<W: AsyncWrite + Unpin>(
     }
 }
 
-fn kicked(behind: u64, info: &SessionInfo, step: Step) -> Step {
+fn kicked(behind: u64, closer: &Closer, info: &SessionInfo, step: Step) -> Step {
     info.metrics.receivers_kicked.inc();
+    closer.close(Close::LAGGING);
     tracing::warn!(target: "request", channel = %info.channel, behind_bytes = behind, "{} receiver too slow: over its queue bound, closing", info.tag());
     step
 }
@@ -196,4 +222,57 @@ fn kicked(behind: u64, info: &SessionInfo, step: Step) -> Step {
 /// Sends the refusal text before the close frame.
 async fn send_error<W: AsyncWrite + Unpin>(w: &mut W) -> std::io::Result<()> {
     write_frame(w, OpCode::Text, INVALID_KEY_TEXT.as_bytes()).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(idle: Duration) -> Limits {
+        Limits {
+            heartbeat: Duration::from_secs(20),
+            idle_timeout: idle,
+            max_message_bytes: 1024,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_control_write_to_a_client_that_never_reads_gives_up() {
+        // An 8-byte pipe whose other end is never read: the write cannot complete.
+        let (mut w, _peer) = tokio::io::duplex(8);
+        let closer = Closer::default();
+        let started = std::time::Instant::now();
+        let write = control_write(
+            &mut w,
+            OpCode::Pong,
+            &[0; 100],
+            &closer,
+            limits(Duration::from_millis(200)),
+        );
+        let step = timeout(Duration::from_secs(5), write)
+            .await
+            .expect("gave up in time");
+        assert!(matches!(step, Step::Abort));
+        assert!(started.elapsed() >= Duration::from_millis(200));
+
+        let closer = Arc::new(Closer::default());
+        let c = closer.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            c.close(Close::IDLE);
+        });
+        let started = std::time::Instant::now();
+        let write = control_write(
+            &mut w,
+            OpCode::Text,
+            &[0; 100],
+            &closer,
+            limits(Duration::from_secs(30)),
+        );
+        let step = timeout(Duration::from_secs(5), write)
+            .await
+            .expect("gave up in time");
+        assert!(matches!(step, Step::Abort));
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
 }

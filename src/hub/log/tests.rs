@@ -67,18 +67,45 @@ fn a_receiver_too_far_behind_lags_and_memory_stays_bounded() {
     let mut log = ChunkLog::new(0, 1000);
     let stuck = log.head_seq();
     push(&mut log, chunk(0, 600));
-    assert_eq!(log.check_lag(stuck), Ok(600));
+    // What is queued beyond the chunk it sends next counts, with 16 bytes per chunk.
+    assert_eq!(log.check_lag(stuck), Ok(0));
     push(&mut log, chunk(1, 600));
+    assert_eq!(log.check_lag(stuck), Ok(616));
+    push(&mut log, chunk(2, 600));
     assert!(log.check_lag(stuck).is_err());
-    for n in 2..100 {
+    for n in 3..100 {
         push(&mut log, chunk(n, 600));
-        assert!(log.retained_bytes() <= 1000 + 600);
+        assert!(log.retained_bytes() <= 1000 + 2 * 600);
     }
     let mut out = Vec::new();
     assert!(log.read(stuck, 10, u64::MAX, &mut out).is_err());
     assert!(out.is_empty());
-    // A receiver at the head is fine.
     assert_eq!(log.check_lag(log.head_seq()), Ok(0));
+}
+
+#[test]
+fn one_chunk_larger_than_the_window_lags_nobody() {
+    let mut log = ChunkLog::new(0, 1000);
+    let cursor = log.head_seq();
+    push(&mut log, chunk(0, 5000));
+    assert_eq!(log.check_lag(cursor), Ok(0));
+}
+
+#[test]
+fn empty_and_tiny_chunks_are_bounded_too() {
+    let mut log = ChunkLog::new(1 << 20, 1 << 20);
+    let stuck = log.head_seq();
+    for _ in 0..200_000 {
+        push(&mut log, Bytes::new());
+    }
+    // 16 bytes each: the lag window and the cache hold about 65,536 of them.
+    assert!(log.check_lag(stuck).is_err());
+    assert!(log.cached().len() <= (1 << 20) / 16);
+    let mut many = ChunkLog::new(u64::MAX, u64::MAX);
+    for _ in 0..(MAX_LOG_CHUNKS + 10) {
+        many.push(Bytes::new(), MediaUpdate::default());
+    }
+    assert_eq!(many.cached().len(), MAX_LOG_CHUNKS);
 }
 
 #[test]

@@ -5,9 +5,9 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use tokio::sync::watch;
 
 use super::log::Start;
+use super::wake::WakeHandle;
 use super::{Lagged, Session};
 
 /// Most chunks handed out in one batch (one vectored write).
@@ -23,7 +23,7 @@ pub struct Feed {
     /// Skipping to the next join point; this init segment goes first.
     await_join: Option<Bytes>,
     probe: bool,
-    head: watch::Receiver<()>,
+    waiter: WakeHandle,
     /// Probe: one chunk, then the end.
     remaining: Option<usize>,
 }
@@ -40,14 +40,14 @@ pub enum FeedEvent {
 
 impl Feed {
     pub(super) fn new(session: Arc<Session>, start: Start, probe: bool) -> Self {
-        let head = session.subscribe_head();
+        let waiter = session.register();
         Self {
             session,
             replay: start.replay.into(),
             cursor: start.cursor,
             await_join: start.await_join,
             probe,
-            head,
+            waiter,
             remaining: probe.then_some(1),
         }
     }
@@ -65,15 +65,16 @@ impl Feed {
                 self.consumed(n);
                 return FeedEvent::Data;
             }
-            self.head.mark_unchanged();
+            self.waiter.mark_seen(self.session.wakers());
             let ended = self.session.is_ended();
             if self.await_join.is_some() {
                 if self.skip_to_join(out) {
                     return FeedEvent::Data;
                 }
-                if ended || self.head.changed().await.is_err() {
+                if ended {
                     return FeedEvent::End;
                 }
+                self.waiter.changed(self.session.wakers()).await;
                 continue;
             }
             let before = out.len();
@@ -89,9 +90,10 @@ impl Feed {
                 self.consumed(out.len() - before);
                 return FeedEvent::Data;
             }
-            if ended || self.head.changed().await.is_err() {
+            if ended {
                 return FeedEvent::End;
             }
+            self.waiter.changed(self.session.wakers()).await;
         }
     }
 
@@ -101,9 +103,7 @@ impl Feed {
             if let Err(lagged) = self.session.log().check_lag(self.cursor) {
                 return lagged;
             }
-            if self.head.changed().await.is_err() {
-                return std::future::pending().await;
-            }
+            self.waiter.changed(self.session.wakers()).await;
         }
     }
 

@@ -2,12 +2,13 @@
 //! session's chunk log.
 //!
 //! A publisher appends chunks to its session's [`ChunkLog`] under a short lock
-//! and bumps a watch; every receiver's writer task reads from its own cursor.
+//! and wakes the receivers; every receiver's writer task reads from its own cursor.
 //! The publisher never waits for a receiver.
 
 pub mod feed;
 pub mod log;
 mod tracker;
+mod wake;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,12 +16,13 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use bytes::Bytes;
 use subtle::ConstantTimeEq;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 pub use self::feed::{Feed, FeedEvent};
 pub use self::log::{ChunkLog, Lagged, MediaUpdate};
 use self::tracker::MediaTracker;
+use self::wake::{WakeHandle, Wakers};
 
 /// What a streaming connection asked to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,9 +75,9 @@ pub struct Session {
     log: Mutex<ChunkLog>,
     /// Touched only by the publisher's task; a lock keeps `Session` shareable.
     media: Mutex<MediaTracker>,
-    /// Bumped for every chunk and at the end; receivers read the state itself
-    /// from the log and `ended`, so a wake-up takes no lock on the watch.
-    head: watch::Sender<()>,
+    /// Woken for every burst of chunks and at the end; receivers read the state
+    /// itself from the log and `ended`.
+    wakers: Wakers,
     ended: AtomicBool,
 }
 
@@ -84,7 +86,7 @@ impl Session {
         Self {
             log: Mutex::new(ChunkLog::new(settings.cache_limit, settings.lag_limit)),
             media: Mutex::new(MediaTracker::new()),
-            head: watch::Sender::new(()),
+            wakers: Wakers::default(),
             ended: AtomicBool::new(false),
         }
     }
@@ -112,12 +114,12 @@ impl Session {
 
     /// Wakes every receiver to send what was appended.
     pub fn wake_receivers(&self) {
-        self.head.send_replace(());
+        self.wakers.wake_all();
     }
 
     fn end(&self) {
         self.ended.store(true, Ordering::Release);
-        self.head.send_replace(());
+        self.wakers.wake_all();
     }
 
     /// Bytes held by the cache (overhead included).
@@ -145,8 +147,12 @@ impl Session {
         self.ended.load(Ordering::Acquire)
     }
 
-    pub(crate) fn subscribe_head(&self) -> watch::Receiver<()> {
-        self.head.subscribe()
+    pub(crate) fn register(&self) -> WakeHandle {
+        self.wakers.register()
+    }
+
+    pub(crate) fn wakers(&self) -> &Wakers {
+        &self.wakers
     }
 }
 

@@ -493,3 +493,42 @@ async fn fragmented_messages_become_one_chunk_with_pings_between() {
     .expect("pong in time");
     assert_eq!(pong, [9, 8]);
 }
+
+#[tokio::test]
+async fn a_receiver_that_sends_data_stays_correct() {
+    let server = Server::start(&[]);
+    let mut publisher = ws(&server.url("/chatty/k/publish")).await;
+    let mut receiver = ws(&server.url("/chatty/k/receive")).await;
+    server.wait_log_count("play start", 1);
+    // Large messages from a receiver are read and ignored; pings after them still get pongs.
+    for i in 0..5u8 {
+        receiver
+            .send(Message::Binary(vec![i; 60_000].into()))
+            .await
+            .unwrap();
+    }
+    receiver.send(Message::Text("h".into())).await.unwrap();
+    receiver
+        .send(Message::Ping(vec![4, 2].into()))
+        .await
+        .unwrap();
+    send(&mut publisher, vec![7; 10]).await;
+    let mut got_chunk = false;
+    let mut got_pong = false;
+    let deadline = Instant::now() + STEP;
+    while !(got_chunk && got_pong) && Instant::now() < deadline {
+        match tokio::time::timeout(STEP, receiver.next()).await {
+            Ok(Some(Ok(Message::Binary(b)))) => {
+                assert_eq!(b.to_vec(), vec![7; 10]);
+                got_chunk = true;
+            }
+            Ok(Some(Ok(Message::Pong(p)))) => {
+                assert_eq!(p.to_vec(), vec![4, 2]);
+                got_pong = true;
+            }
+            Ok(Some(Ok(_))) => {}
+            other => panic!("receiver ended: {other:?}"),
+        }
+    }
+    assert!(got_chunk && got_pong);
+}

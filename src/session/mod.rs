@@ -12,7 +12,6 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use fastwebsockets::{after_handshake_split, Role, WebSocketRead};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
@@ -69,14 +68,6 @@ fn split(upgraded: Upgraded) -> (BoxRead, BoxWrite) {
     (read, write)
 }
 
-/// A long-lived frame parser, for a publisher's stream of chunks.
-fn parser(read: BoxRead) -> WebSocketRead<BoxRead> {
-    let (mut reader, _unused) = after_handshake_split(read, tokio::io::sink(), Role::Server);
-    reader.set_auto_close(false);
-    reader.set_auto_pong(false);
-    reader
-}
-
 /// Runs a publisher until its connection ends; dropping the claim then ends the session.
 pub async fn run_publisher(
     upgraded: Upgraded,
@@ -99,7 +90,7 @@ pub async fn run_publisher(
         info.clone(),
         shutdown.clone(),
     ));
-    let input = reader::Input::Publisher(parser(read));
+    let input = reader::Input::Publisher(reader::parser(read));
     let read_loop = reader::run(input, Some(session), &closer, limits, &info);
     tokio::select! {
         () = read_loop => {}

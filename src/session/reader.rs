@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
-use fastwebsockets::{OpCode, WebSocketError, WebSocketRead};
+use fastwebsockets::{after_handshake_split, OpCode, Role, WebSocketError, WebSocketRead};
 use std::future::{poll_fn, Future};
 use std::task::Poll;
 
@@ -27,7 +27,12 @@ struct Partial {
     data: Option<BytesMut>,
 }
 
-/// Where frames come from: a long-lived parser for publishers, a trickle for the others.
+/// A receiver that sends a frame larger than this gets a long-lived parser:
+/// byte-at-a-time input is cheap only for the small, rare messages clients send.
+const TRICKLE_MAX_FRAME: usize = 1024;
+
+/// Where frames come from: a long-lived parser for publishers (and receivers that
+/// send data), a trickle for the others.
 pub(super) enum Input {
     Publisher(WebSocketRead<BoxRead>),
     Receiver(Trickle<BoxRead>),
@@ -35,19 +40,35 @@ pub(super) enum Input {
 
 impl Input {
     async fn frame(&mut self, max_message: usize) -> Result<OwnedFrame, WebSocketError> {
-        match self {
+        let trickle = match self {
             Self::Publisher(read) => {
                 let mut ignore = |_| async { Ok::<(), std::io::Error>(()) };
-                read.read_frame(&mut ignore).await.map(OwnedFrame::from)
+                return read.read_frame(&mut ignore).await.map(OwnedFrame::from);
             }
-            Self::Receiver(trickle) => {
-                if !trickle.ready().await? {
-                    return Err(WebSocketError::UnexpectedEOF);
-                }
-                trickle.frame(max_message).await
-            }
+            Self::Receiver(trickle) => trickle,
+        };
+        if !trickle.ready().await? {
+            return Err(WebSocketError::UnexpectedEOF);
         }
+        let frame = trickle.frame(max_message).await?;
+        if frame.payload.len() > TRICKLE_MAX_FRAME {
+            // The trickle never reads past a frame, so nothing is lost in the switch.
+            let placeholder: BoxRead = Box::new(tokio::io::empty());
+            let old = std::mem::replace(trickle, Trickle::new(placeholder));
+            let mut read = parser(old.into_reader());
+            read.set_max_message_size(max_message);
+            *self = Self::Publisher(read);
+        }
+        Ok(frame)
     }
+}
+
+/// A long-lived frame parser (replies to pings and closes are the writer's job).
+pub(super) fn parser(read: BoxRead) -> WebSocketRead<BoxRead> {
+    let (mut reader, _unused) = after_handshake_split(read, tokio::io::sink(), Role::Server);
+    reader.set_auto_close(false);
+    reader.set_auto_pong(false);
+    reader
 }
 
 /// Reads until the peer closes, fails, goes silent or breaks a bound; records why in `closer`.

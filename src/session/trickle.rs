@@ -54,6 +54,15 @@ impl<R: AsyncRead + Unpin> Trickle<R> {
         Ok(OwnedFrame::from(frame))
     }
 
+    /// The underlying reader, with the bytes still buffered here in front of it.
+    pub fn into_reader(self) -> Box<dyn AsyncRead + Send + Unpin>
+    where
+        R: Send + 'static,
+    {
+        let rest = io::Cursor::new(self.buf[self.pos..].to_vec());
+        Box::new(rest.chain(self.inner))
+    }
+
     /// Bytes currently held (for tests).
     #[cfg(test)]
     pub fn buffered(&self) -> usize {
@@ -156,6 +165,18 @@ mod tests {
         );
         assert_eq!(t.buffered(), 0);
         assert!(!t.ready().await.unwrap(), "end of stream");
+    }
+
+    #[tokio::test]
+    async fn the_reader_handed_on_keeps_the_bytes_buffered_here() {
+        let mut wire = client_frame(2, &[1u8; 2000]);
+        wire.extend(client_frame(1, b"next"));
+        let mut t = Trickle::new(std::io::Cursor::new(wire));
+        assert!(t.ready().await.unwrap());
+        assert_eq!(t.frame(1 << 16).await.unwrap().payload.len(), 2000);
+        let mut rest = Vec::new();
+        t.into_reader().read_to_end(&mut rest).await.unwrap();
+        assert_eq!(rest, client_frame(1, b"next"));
     }
 
     #[tokio::test]

@@ -26,6 +26,29 @@ fn setup(timeout_secs: u64) -> (Control, Arc<Hub>) {
     (control, hub)
 }
 
+/// Brings the link up; returns what the server sends on it.
+fn connected(control: &Control) -> mpsc::Receiver<ControlMessage> {
+    let (tx, rx) = mpsc::channel(16);
+    control.link_up(tx);
+    rx
+}
+
+/// Asks to publish on channel `c` in the background.
+fn ask(
+    control: &Control,
+    key: &'static str,
+) -> tokio::task::JoinHandle<Result<StreamTicket, Denied>> {
+    let control = control.clone();
+    tokio::spawn(async move { control.authorize("c", key, ip()).await })
+}
+
+async fn next(rx: &mut mpsc::Receiver<ControlMessage>) -> ControlMessage {
+    tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .expect("a control message in time")
+        .expect("link open")
+}
+
 fn ip() -> IpAddr {
     "::ffff:10.1.2.3".parse().unwrap()
 }
@@ -49,11 +72,9 @@ async fn denied_at_once_while_down() {
 #[tokio::test]
 async fn accept_gives_a_ticket_whose_drop_sends_publish_end() {
     let (control, _) = setup(20);
-    let (tx, mut rx) = mpsc::channel(16);
-    control.link_up(tx);
-    let c2 = control.clone();
-    let task = tokio::spawn(async move { c2.authorize("c", "secret-key", ip()).await });
-    let request = rx.recv().await.unwrap();
+    let mut rx = connected(&control);
+    let task = ask(&control, "secret-key");
+    let request = next(&mut rx).await;
     assert_eq!(request.method(), method::PUBLISH_REQUEST);
     assert_eq!(request.param("request-id"), Some("0"));
     assert_eq!(request.param(param::STREAM_KEY), Some("secret-key"));
@@ -63,7 +84,7 @@ async fn accept_gives_a_ticket_whose_drop_sends_publish_end() {
     let ticket = task.await.unwrap().unwrap();
     assert_eq!(ticket.stream_id, "s-1");
     drop(ticket);
-    let end = rx.recv().await.unwrap();
+    let end = next(&mut rx).await;
     assert_eq!(end.method(), method::PUBLISH_END);
     assert_eq!(end.param(param::STREAM_CHANNEL), Some("c"));
     assert_eq!(end.param(param::STREAM_ID), Some("s-1"));
@@ -72,20 +93,17 @@ async fn accept_gives_a_ticket_whose_drop_sends_publish_end() {
 #[tokio::test]
 async fn deny_and_link_drop_deny() {
     let (control, _) = setup(20);
-    let (tx, mut rx) = mpsc::channel(16);
-    control.link_up(tx);
-    let c2 = control.clone();
-    let denied = tokio::spawn(async move { c2.authorize("c", "k", ip()).await });
-    let req = rx.recv().await.unwrap();
+    let mut rx = connected(&control);
+    let denied = ask(&control, "k");
+    let req = next(&mut rx).await;
     control.handle(&reply(
         method::PUBLISH_DENY,
         req.param(param::REQUEST_ID).unwrap(),
         "",
     ));
     assert_eq!(denied.await.unwrap().err(), Some(Denied::Denied));
-    let c3 = control.clone();
-    let dropped = tokio::spawn(async move { c3.authorize("c", "k", ip()).await });
-    let _ = rx.recv().await.unwrap();
+    let dropped = ask(&control, "k");
+    let _ = next(&mut rx).await;
     control.link_down();
     assert_eq!(dropped.await.unwrap().err(), Some(Denied::LinkDropped));
     assert!(control.link().pending.is_empty());
@@ -94,17 +112,15 @@ async fn deny_and_link_drop_deny() {
 #[tokio::test(start_paused = true)]
 async fn timeout_then_late_accept_is_answered_with_publish_end() {
     let (control, _) = setup(20);
-    let (tx, mut rx) = mpsc::channel(16);
-    control.link_up(tx);
-    let c2 = control.clone();
-    let task = tokio::spawn(async move { c2.authorize("c", "k", ip()).await });
-    let req = rx.recv().await.unwrap();
+    let mut rx = connected(&control);
+    let task = ask(&control, "k");
+    let req = next(&mut rx).await;
     let id = req.param(param::REQUEST_ID).unwrap().to_owned();
     tokio::time::advance(Duration::from_secs(21)).await;
     assert_eq!(task.await.unwrap().err(), Some(Denied::Timeout));
     assert!(control.link().pending.is_empty());
     control.handle(&reply(method::PUBLISH_ACCEPT, &id, "late-1"));
-    let end = rx.recv().await.unwrap();
+    let end = next(&mut rx).await;
     assert_eq!(end.method(), method::PUBLISH_END);
     assert_eq!(end.param(param::STREAM_ID), Some("late-1"));
 }
@@ -112,8 +128,7 @@ async fn timeout_then_late_accept_is_answered_with_publish_end() {
 #[tokio::test]
 async fn replies_for_unknown_ids_and_garbage_are_ignored() {
     let (control, _) = setup(20);
-    let (tx, mut rx) = mpsc::channel(16);
-    control.link_up(tx);
+    let mut rx = connected(&control);
     control.handle(&reply(method::PUBLISH_ACCEPT, "999", "x"));
     control.handle(&reply(method::PUBLISH_ACCEPT, "not a number", "x"));
     control.handle(&codec::parse("WHATEVER\nfoo: bar"));
@@ -127,11 +142,9 @@ async fn replies_for_unknown_ids_and_garbage_are_ignored() {
 #[tokio::test]
 async fn a_cancelled_request_leaves_nothing_pending() {
     let (control, _) = setup(20);
-    let (tx, mut rx) = mpsc::channel(16);
-    control.link_up(tx);
-    let c2 = control.clone();
-    let task = tokio::spawn(async move { c2.authorize("c", "k", ip()).await });
-    let req = rx.recv().await.unwrap();
+    let mut rx = connected(&control);
+    let task = ask(&control, "k");
+    let req = next(&mut rx).await;
     task.abort();
     let _ = task.await;
     assert!(control.link().pending.is_empty());
@@ -141,10 +154,7 @@ async fn a_cancelled_request_leaves_nothing_pending() {
         req.param(param::REQUEST_ID).unwrap(),
         "s-9",
     ));
-    assert_eq!(
-        rx.recv().await.unwrap().param(param::STREAM_ID),
-        Some("s-9")
-    );
+    assert_eq!(next(&mut rx).await.param(param::STREAM_ID), Some("s-9"));
 }
 
 #[tokio::test]

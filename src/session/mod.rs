@@ -2,6 +2,7 @@
 //! size bound) and a writer task (heartbeats, replies, and for receivers the
 //! feed of chunks) per connection.
 
+mod activity;
 mod closer;
 pub mod frames;
 mod reader;
@@ -18,6 +19,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
+use self::activity::Activity;
 pub use self::closer::Close;
 use self::closer::{Closer, Side};
 use crate::hub::{Kind, PublisherClaim, Subscription};
@@ -52,17 +54,17 @@ pub struct Limits {
 }
 
 /// Splits an upgraded connection into its read and write halves.
-fn split(upgraded: Upgraded) -> (BoxRead, BoxWrite) {
+fn split(upgraded: Upgraded, activity: &Activity) -> (BoxRead, BoxWrite) {
     let (read, write): (BoxRead, BoxWrite) = match upgraded.downcast::<TokioIo<TcpStream>>() {
         Ok(parts) => {
             let (r, w) = parts.io.into_inner().into_split();
             // Copy what hyper read ahead: its `Bytes` would pin hyper's whole read buffer.
             let buffered = std::io::Cursor::new(bytes::Bytes::copy_from_slice(&parts.read_buf));
-            (Box::new(buffered.chain(r)), Box::new(w))
+            (Box::new(activity.track(buffered.chain(r))), Box::new(w))
         }
         Err(upgraded) => {
             let (r, w) = tokio::io::split(TokioIo::new(upgraded));
-            (Box::new(r), Box::new(w))
+            (Box::new(activity.track(r)), Box::new(w))
         }
     };
     (read, write)
@@ -78,7 +80,8 @@ pub async fn run_publisher(
     shutdown: CancellationToken,
 ) {
     let _open = Open::new(&info.metrics, info.kind.as_str());
-    let (read, write) = split(upgraded);
+    let activity = Activity::new();
+    let (read, write) = split(upgraded, &activity);
     let session = claim.activate(stream_id);
     let kill = claim.kill_token();
     let closer = Arc::new(Closer::default());
@@ -91,7 +94,7 @@ pub async fn run_publisher(
         shutdown.clone(),
     ));
     let input = reader::Input::Publisher(reader::parser(read));
-    let read_loop = reader::run(input, Some(session), &closer, limits, &info);
+    let read_loop = reader::run(input, &activity, Some(session), &closer, limits, &info);
     tokio::select! {
         () = read_loop => {}
         () = closer.closed(Side::Reader) => {}
@@ -114,7 +117,8 @@ pub async fn run_receiver(
     shutdown: CancellationToken,
 ) {
     let _open = Open::new(&info.metrics, info.kind.as_str());
-    let (read, write) = split(upgraded);
+    let activity = Activity::new();
+    let (read, write) = split(upgraded, &activity);
     let closer = Arc::new(Closer::default());
     let source = writer::Source::from(subscription);
     let writer = tokio::spawn(writer::run(
@@ -126,7 +130,7 @@ pub async fn run_receiver(
         shutdown.clone(),
     ));
     let input = reader::Input::Receiver(trickle::Trickle::new(read));
-    let read_loop = reader::run(input, None, &closer, limits, &info);
+    let read_loop = reader::run(input, &activity, None, &closer, limits, &info);
     tokio::select! {
         () = read_loop => {}
         () = closer.closed(Side::Reader) => {}

@@ -9,8 +9,7 @@ use fastwebsockets::{after_handshake_split, OpCode, Role, WebSocketError, WebSoc
 use std::future::{poll_fn, Future};
 use std::task::Poll;
 
-use tokio::time::timeout;
-
+use super::activity::Activity;
 use super::closer::{Close, Closer};
 use super::trickle::{OwnedFrame, Trickle};
 use super::{BoxRead, Limits, SessionInfo};
@@ -74,6 +73,7 @@ pub(super) fn parser(read: BoxRead) -> WebSocketRead<BoxRead> {
 /// Reads until the peer closes, fails, goes silent or breaks a bound; records why in `closer`.
 pub(super) async fn run(
     mut input: Input,
+    activity: &Activity,
     session: Option<Arc<Session>>,
     closer: &Closer,
     limits: Limits,
@@ -87,7 +87,7 @@ pub(super) async fn run(
     let mut stats = Stats::new();
     let mut unannounced = 0usize;
     loop {
-        let next = timeout(limits.idle_timeout, input.frame(max_frame));
+        let next = activity.within_idle(input.frame(max_frame), limits.idle_timeout);
         tokio::pin!(next);
         // Receivers are woken once the publisher's socket has nothing more to read right
         // now (or after a few chunks): one wake-up and one write for a burst, no delay.
@@ -107,9 +107,9 @@ pub(super) async fn run(
             }
         };
         let frame = match result {
-            Err(_) => return closer.close(Close::IDLE),
-            Ok(Err(WebSocketError::FrameTooLarge)) => return too_big(closer, info),
-            Ok(Err(e)) => {
+            None => return closer.close(Close::IDLE),
+            Some(Err(WebSocketError::FrameTooLarge)) => return too_big(closer, info),
+            Some(Err(e)) => {
                 tracing::debug!(target: "request", error = %e, "{} read ended", info.tag());
                 let close = if is_io(&e) {
                     Close::CLIENT_CLOSED
@@ -118,7 +118,7 @@ pub(super) async fn run(
                 };
                 return closer.close(close);
             }
-            Ok(Ok(frame)) => frame,
+            Some(Ok(frame)) => frame,
         };
         // Control frames may come between the fragments of a message; only the final
         // data frame completes it.

@@ -9,13 +9,6 @@ pub struct Asset {
 
 const ASSETS: &[(&str, Asset)] = &[
     (
-        "/",
-        Asset {
-            content_type: "text/html; charset=utf-8",
-            body: include_bytes!("test_client/index.html"),
-        },
-    ),
-    (
         "/index.html",
         Asset {
             content_type: "text/html; charset=utf-8",
@@ -38,7 +31,8 @@ const ASSETS: &[(&str, Asset)] = &[
     ),
 ];
 
-/// The asset served at `path`, if any.
+/// The asset served at `path`, if any; `/` is the page itself.
 pub fn asset(path: &str) -> Option<&'static Asset> {
+    let path = if path == "/" { "/index.html" } else { path };
     ASSETS.iter().find(|(p, _)| *p == path).map(|(_, a)| a)
 }

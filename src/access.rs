@@ -64,7 +64,7 @@ fn canonical_net(net: IpNet) -> IpNet {
 
 /// Counts concurrent streaming connections per client IP.
 #[derive(Debug, Clone)]
-pub struct IpLimiter {
+pub(crate) struct IpLimiter {
     inner: Arc<LimiterInner>,
 }
 
@@ -77,12 +77,12 @@ struct LimiterInner {
 
 /// One taken slot; released exactly once, when dropped.
 #[derive(Debug)]
-pub struct IpSlot {
+pub(crate) struct IpSlot {
     limiter: Option<(Arc<LimiterInner>, IpAddr)>,
 }
 
 impl IpLimiter {
-    pub fn new(max: u32, exempt: AddrSet) -> Self {
+    pub(crate) fn new(max: u32, exempt: AddrSet) -> Self {
         Self {
             inner: Arc::new(LimiterInner {
                 max,
@@ -93,7 +93,7 @@ impl IpLimiter {
     }
 
     /// Takes a slot for `ip`, or `None` when its limit is reached.
-    pub fn acquire(&self, ip: IpAddr) -> Option<IpSlot> {
+    pub(crate) fn acquire(&self, ip: IpAddr) -> Option<IpSlot> {
         let ip = ip.to_canonical();
         if self.inner.exempt.contains(ip) {
             return Some(IpSlot { limiter: None });
@@ -113,7 +113,7 @@ impl IpLimiter {
     }
 
     /// Slots currently held by `ip` (for tests and metrics).
-    pub fn held(&self, ip: IpAddr) -> u32 {
+    pub(crate) fn held(&self, ip: IpAddr) -> u32 {
         let ip = ip.to_canonical();
         self.inner.lock().get(&ip).copied().unwrap_or(0)
     }

@@ -1,17 +1,16 @@
-//! The HTTP front door (SPEC §2.1–2.2): path → route, the checks before the
+//! The HTTP front door (docs/PROTOCOL.md §2.1–2.2): path → route, the checks before the
 //! upgrade, and the one place that turns a refusal into a status and body.
 //! Pure functions over the request parts.
 
-use bytes::Bytes;
-use http::header::{HeaderMap, HeaderValue, CONNECTION, CONTENT_TYPE, UPGRADE};
-use http::{Method, Response, StatusCode};
-use http_body_util::Full;
+use http::header::{HeaderMap, HeaderValue, CONNECTION, UPGRADE};
+use http::{Method, StatusCode};
 
+use crate::http::Answer;
 use crate::hub::Kind;
 
 /// Where a request path leads. Only the path counts; it is not percent-decoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Route<'a> {
+pub(crate) enum Route<'a> {
     /// `/`
     Root,
     /// Exactly three segments: `/{channel}/{key}/{kind}` (segments may be empty).
@@ -24,7 +23,7 @@ pub enum Route<'a> {
     Other(&'a str),
 }
 
-pub fn route(path: &str) -> Route<'_> {
+pub(crate) fn route(path: &str) -> Route<'_> {
     if path == "/" {
         return Route::Root;
     }
@@ -39,7 +38,7 @@ pub fn route(path: &str) -> Route<'_> {
 }
 
 /// 1..=`max_len` characters of `A-Z a-z 0-9 _ -`.
-pub fn valid_id(id: &str, max_len: usize) -> bool {
+pub(crate) fn valid_id(id: &str, max_len: usize) -> bool {
     !id.is_empty()
         && id.len() <= max_len
         && id
@@ -49,7 +48,7 @@ pub fn valid_id(id: &str, max_len: usize) -> bool {
 
 /// Why a request is answered without an upgrade.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum Refusal {
+pub(crate) enum Refusal {
     #[error("too many concurrent connections from this address")]
     TooManyRequests,
     #[error("invalid channel")]
@@ -73,7 +72,7 @@ pub enum Refusal {
 }
 
 impl Refusal {
-    pub fn status(self) -> StatusCode {
+    pub(crate) fn status(self) -> StatusCode {
         match self {
             Self::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
             Self::InvalidChannel | Self::InvalidKey | Self::InvalidKind | Self::NotFound => {
@@ -88,7 +87,7 @@ impl Refusal {
     }
 
     /// The exact body text the original sends.
-    pub fn body(self) -> &'static str {
+    pub(crate) fn body(self) -> &'static str {
         match self {
             Self::TooManyRequests => "Too many requests.",
             Self::InvalidChannel => "Invalid channel.",
@@ -103,8 +102,24 @@ impl Refusal {
         }
     }
 
-    pub fn response(self) -> Response<Full<Bytes>> {
-        let mut response = text_response(self.status(), self.body());
+    /// Short snake_case reason, for the refusal metric's label.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Self::TooManyRequests => "too_many_requests",
+            Self::InvalidChannel => "invalid_channel",
+            Self::InvalidKey => "invalid_key",
+            Self::InvalidKind => "invalid_kind",
+            Self::AlreadyPublishing => "already_publishing",
+            Self::PublishDenied => "publish_denied",
+            Self::NotWhitelisted => "not_whitelisted",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::BadRequest => "bad_request",
+            Self::NotFound => "not_found",
+        }
+    }
+
+    pub(crate) fn response(self) -> Answer {
+        let mut response = crate::http::text(self.status(), self.body());
         if matches!(self, Self::MethodNotAllowed | Self::BadRequest) {
             response
                 .headers_mut()
@@ -114,19 +129,13 @@ impl Refusal {
     }
 }
 
-/// A `text/plain; charset=utf-8` response.
-pub fn text_response(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    response
-}
-
-/// Channel, key and kind checks, in the order of SPEC §2.2.
-pub fn validate(channel: &str, key: &str, kind: &str, max_len: usize) -> Result<Kind, Refusal> {
+/// Channel, key and kind checks, in the order of docs/PROTOCOL.md §2.2.
+pub(crate) fn validate(
+    channel: &str,
+    key: &str,
+    kind: &str,
+    max_len: usize,
+) -> Result<Kind, Refusal> {
     if !valid_id(channel, max_len) {
         return Err(Refusal::InvalidChannel);
     }
@@ -137,7 +146,7 @@ pub fn validate(channel: &str, key: &str, kind: &str, max_len: usize) -> Result<
 }
 
 /// The WebSocket handshake checks, in the original's order (gorilla/websocket).
-pub fn check_upgrade(method: &Method, headers: &HeaderMap) -> Result<(), Refusal> {
+pub(crate) fn check_upgrade(method: &Method, headers: &HeaderMap) -> Result<(), Refusal> {
     if !header_has_token(headers, CONNECTION, "upgrade")
         || !header_has_token(headers, UPGRADE, "websocket")
     {

@@ -1,51 +1,263 @@
-//! Accept loop, per-connection HTTP handling, and the dispatch of streaming
-//! requests to sessions once the front door lets them through.
+//! The server's lifecycle: its shared state, the listeners' accept loops, and
+//! the one drain that shutdown goes through.
+//!
+//! Every task (accept loops, connections, sessions, the TLS watcher) is spawned
+//! on the [`Drain`]'s tracker and watches its signal. On shutdown the signal
+//! fires, and `run` waits for the tracker until one grace deadline; the
+//! coordinator link is stopped last so that the PUBLISH-END of the publishers
+//! closed by the drain still reach the coordinator.
 
-use std::convert::Infallible;
-use std::net::{IpAddr, SocketAddr};
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::{Request, Response, StatusCode};
-use http_body_util::Full;
+use http::{Request, StatusCode};
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::access::IpLimiter;
 use crate::config::Config;
 use crate::control::Control;
-use crate::front_door::{self, text_response, Refusal, Route};
+use crate::front_door::{self, Refusal, Route};
+use crate::http::{self as answer, Answer, ConnLimits};
 use crate::hub::{Hub, HubSettings, Kind};
-use crate::metrics::{Metrics, OutcomeLabel};
-use crate::session::{self, Limits, SessionInfo};
-use crate::tls::Tls;
+use crate::metrics::Metrics;
+use crate::tls::{Tls, TlsError};
+
+/// How long the coordinator link may take to say its last words when the
+/// grace period is already over.
+const CONTROL_LAST_WORDS: Duration = Duration::from_millis(500);
+
+/// The bound listeners `run` serves.
+#[derive(Debug)]
+pub struct Listeners {
+    /// Plain HTTP / `ws://`.
+    pub plain: TcpListener,
+    /// HTTPS / `wss://`, when TLS is configured.
+    pub tls: Option<TcpListener>,
+    /// `/metrics` and `/healthz`, when `METRICS_ADDRESS` is set.
+    pub operator: Option<TcpListener>,
+}
+
+/// A listener that could not be bound.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot bind the {what} listener on {addr}: {source}")]
+pub struct BindError {
+    what: &'static str,
+    addr: String,
+    source: std::io::Error,
+}
+
+impl Listeners {
+    /// Binds every listener the configuration asks for.
+    pub async fn bind(config: &Config) -> Result<Self, BindError> {
+        let plain = bind(config.bind_address, config.http_port)
+            .await
+            .map_err(|source| bind_error("http", config.bind_address, config.http_port, source))?;
+        let tls = match &config.tls {
+            Some(tls) => Some(
+                bind(config.bind_address, tls.port)
+                    .await
+                    .map_err(|source| bind_error("https", config.bind_address, tls.port, source))?,
+            ),
+            None => None,
+        };
+        let operator = match config.metrics_address {
+            Some(addr) => Some(TcpListener::bind(addr).await.map_err(|source| BindError {
+                what: "metrics",
+                addr: addr.to_string(),
+                source,
+            })?),
+            None => None,
+        };
+        Ok(Self {
+            plain,
+            tls,
+            operator,
+        })
+    }
+}
+
+fn bind_error(
+    what: &'static str,
+    ip: Option<IpAddr>,
+    port: u16,
+    source: std::io::Error,
+) -> BindError {
+    let addr = ip.map_or_else(
+        || format!("port {port}"),
+        |ip| SocketAddr::new(ip, port).to_string(),
+    );
+    BindError { what, addr, source }
+}
+
+/// Binds `address:port`; with no address, all interfaces (IPv6 dual-stack, else IPv4).
+pub async fn bind(address: Option<IpAddr>, port: u16) -> std::io::Result<TcpListener> {
+    match address {
+        Some(ip) => TcpListener::bind(SocketAddr::new(ip, port)).await,
+        None => {
+            match TcpListener::bind(SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), port)).await {
+                Ok(listener) => Ok(listener),
+                Err(_) => {
+                    TcpListener::bind(SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), port)).await
+                }
+            }
+        }
+    }
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("coordinator link: {0}")]
+    Control(String),
+}
+
+/// Runs the server on `listeners` until `shutdown` resolves, then drains
+/// within `SHUTDOWN_GRACE_SECONDS`.
+pub async fn run(
+    config: Config,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), StartError> {
+    Server::new(config)?.run(listeners, shutdown).await;
+    Ok(())
+}
+
+/// A configured server, before it runs: tests read its [`Observer`] first.
+pub struct Server {
+    shared: Arc<Shared>,
+    tls: Option<Arc<Tls>>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("tls", &self.tls.is_some())
+            .finish()
+    }
+}
+
+impl Server {
+    pub fn new(config: Config) -> Result<Self, StartError> {
+        // Only ring is compiled in, so an error here means it is installed already.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let tls = config.tls.as_ref().map(Tls::new).transpose()?.map(Arc::new);
+        if config.control.is_none() {
+            tracing::warn!(
+                "CONTROL_BASE_URL is not set: running stand-alone, every stream key is accepted"
+            );
+        }
+        let shared = Shared::new(config);
+        if let Some(control) = &shared.control {
+            control
+                .check()
+                .map_err(|e| StartError::Control(e.to_string()))?;
+        }
+        Ok(Self { shared, tls })
+    }
+
+    /// A read-only view of the running server's state.
+    pub fn observer(&self) -> Observer {
+        Observer {
+            shared: self.shared.clone(),
+        }
+    }
+
+    pub async fn run(self, listeners: Listeners, shutdown: impl Future<Output = ()>) {
+        let Self { shared, tls } = self;
+        let drain = shared.drain.clone();
+        let control_stop = CancellationToken::new();
+        let control_task = shared
+            .control
+            .as_ref()
+            .map(|c| c.spawn(control_stop.clone()));
+        log_address("http", &listeners.plain);
+        drain.spawn(accept(listeners.plain, shared.clone(), Role::Public(None)));
+        if let (Some(listener), Some(tls)) = (listeners.tls, tls) {
+            log_address("https", &listener);
+            drain.spawn(tls.clone().watch(drain.signal.clone()));
+            drain.spawn(accept(listener, shared.clone(), Role::Public(Some(tls))));
+        }
+        if let Some(listener) = listeners.operator {
+            if let Ok(addr) = listener.local_addr() {
+                tracing::info!("metrics on http://{addr}/metrics");
+            }
+            drain.spawn(accept(listener, shared.clone(), Role::Operator));
+        }
+        shutdown.await;
+        tracing::info!("shutting down");
+        let deadline = Instant::now() + shared.config.shutdown_grace;
+        drain.signal.cancel();
+        drain.tasks.close();
+        if tokio::time::timeout_at(deadline, drain.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("grace period over: connections still open are dropped");
+        }
+        control_stop.cancel();
+        if let Some(task) = control_task {
+            let last = deadline.max(Instant::now() + CONTROL_LAST_WORDS);
+            let _ = tokio::time::timeout_at(last, task).await;
+        }
+        tracing::info!("stopped");
+    }
+}
+
+fn log_address(scheme: &str, listener: &TcpListener) {
+    match listener.local_addr() {
+        Ok(addr) => tracing::info!("listening on {scheme}://{addr}"),
+        Err(e) => tracing::warn!(error = %e, "listening on {scheme}, address unknown"),
+    }
+}
+
+// === Drain ===
+
+/// The shutdown signal every task watches and the tracker every task is spawned on.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Drain {
+    pub(crate) signal: CancellationToken,
+    tasks: TaskTracker,
+}
+
+impl Drain {
+    pub(crate) fn spawn<F>(&self, task: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        self.tasks.spawn(task);
+    }
+}
+
+// === Shared state ===
 
 /// Everything a connection needs, shared by all of them.
 #[derive(Debug)]
-pub struct AppState {
-    pub config: Config,
-    pub hub: Arc<Hub>,
-    pub limiter: IpLimiter,
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    pub(crate) hub: Arc<Hub>,
+    pub(crate) limiter: IpLimiter,
     /// The coordinator link; `None` stand-alone.
-    pub control: Option<Control>,
-    pub metrics: Arc<Metrics>,
-    pub shutdown: CancellationToken,
-    pub tasks: TaskTracker,
+    pub(crate) control: Option<Control>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) drain: Drain,
     next_session: AtomicU64,
 }
 
-impl AppState {
-    pub fn new(config: Config) -> Arc<Self> {
+impl Shared {
+    fn new(config: Config) -> Arc<Self> {
         let hub = Hub::new(HubSettings {
             cache_limit: config.gop_cache_bytes,
-            lag_limit: config.receiver_queue_bytes,
+            receiver_queue_bytes: config.receiver_queue_bytes,
         });
         let limiter = IpLimiter::new(
             config.max_ip_concurrent,
@@ -60,49 +272,57 @@ impl AppState {
             limiter,
             control,
             metrics: Arc::new(Metrics::default()),
-            shutdown: CancellationToken::new(),
-            tasks: TaskTracker::new(),
+            drain: Drain::default(),
             next_session: AtomicU64::new(1),
         })
     }
 
-    fn limits(&self, kind: Kind) -> Limits {
-        Limits {
-            heartbeat: self.config.heartbeat,
-            idle_timeout: self.config.idle_timeout,
-            max_message_bytes: if kind == Kind::Publish {
-                self.config.max_message_bytes
-            } else {
-                self.config.max_client_message_bytes
-            },
+    pub(crate) fn next_session_id(&self) -> u64 {
+        self.next_session.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn conn_limits(&self) -> ConnLimits {
+        ConnLimits {
+            head_timeout: self.config.upgrade_timeout,
+            max_head_bytes: self.config.max_request_head_bytes,
         }
+    }
+
+    /// The exposition text, with the state gauges read now.
+    fn metrics_text(&self) -> String {
+        let connected = self.control.as_ref().is_some_and(Control::is_connected);
+        self.metrics.render(crate::metrics::State {
+            active_channels: self.hub.active_channels(),
+            cache_bytes: self.hub.cache_bytes(),
+            control_connected: connected,
+        })
     }
 }
 
-/// The banner `/` answers when the test client is disabled.
-pub fn banner() -> &'static str {
-    concat!(
-        "Websocket streaming server - Version ",
-        env!("CARGO_PKG_VERSION")
-    )
+// === Accept loops ===
+
+/// What a listener serves.
+#[derive(Clone)]
+enum Role {
+    /// The streaming paths and the test page; TLS when given.
+    Public(Option<Arc<Tls>>),
+    /// `/metrics` and `/healthz`.
+    Operator,
 }
 
-/// Accepts connections (TLS ones when `tls` is given) until `state.shutdown` is cancelled.
-pub async fn serve(listener: TcpListener, state: Arc<AppState>, tls: Option<Arc<Tls>>) {
+/// Accepts connections until the drain fires; accept errors are logged and backed off.
+async fn accept(listener: TcpListener, shared: Arc<Shared>, role: Role) {
     let mut backoff = Duration::from_millis(5);
     loop {
         let accepted = tokio::select! {
-            () = state.shutdown.cancelled() => return,
+            () = shared.drain.signal.cancelled() => return,
             accepted = listener.accept() => accepted,
         };
         match accepted {
             Ok((tcp, peer)) => {
                 backoff = Duration::from_millis(5);
-                let state = state.clone();
-                state
-                    .tasks
-                    .clone()
-                    .spawn(connection(tcp, peer, state, tls.clone()));
+                let task = connection(tcp, peer, shared.clone(), role.clone());
+                shared.drain.spawn(task);
             }
             Err(e) => {
                 // Out of file descriptors and the like: wait, never give up the listener.
@@ -114,205 +334,124 @@ pub async fn serve(listener: TcpListener, state: Arc<AppState>, tls: Option<Arc<
     }
 }
 
-async fn connection(tcp: TcpStream, peer: SocketAddr, state: Arc<AppState>, tls: Option<Arc<Tls>>) {
+async fn connection(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>, role: Role) {
     let _ = tcp.set_nodelay(true);
     let ip = peer.ip().to_canonical();
-    let Some(tls) = tls else {
-        return serve_http(TokioIo::new(tcp), ip, state).await;
-    };
-    match tokio::time::timeout(state.config.upgrade_timeout, tls.acceptor.accept(tcp)).await {
-        Ok(Ok(stream)) => serve_http(TokioIo::new(stream), ip, state).await,
-        Ok(Err(e)) => tracing::debug!(client.addr = %ip, error = %e, "TLS handshake failed"),
-        Err(_) => tracing::debug!(client.addr = %ip, "TLS handshake timed out"),
-    }
-}
-
-async fn serve_http<I>(io: I, ip: IpAddr, state: Arc<AppState>)
-where
-    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-{
-    let svc_state = state.clone();
-    let service = service_fn(move |req| {
-        let state = svc_state.clone();
-        async move { Ok::<_, Infallible>(handle(req, ip, &state).await) }
-    });
-    let mut builder = http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(state.config.upgrade_timeout)
-        .max_buf_size(state.config.max_request_head_bytes);
-    let conn = builder.serve_connection(io, service).with_upgrades();
-    tokio::pin!(conn);
-    let result = tokio::select! {
-        result = conn.as_mut() => result,
-        () = state.shutdown.cancelled() => {
-            conn.as_mut().graceful_shutdown();
-            conn.await
+    let limits = shared.conn_limits();
+    let drain = shared.drain.signal.clone();
+    match role {
+        Role::Operator => {
+            let handler = move |req: Request<Incoming>| {
+                let shared = shared.clone();
+                async move { operator(&req, &shared) }
+            };
+            answer::serve(TokioIo::new(tcp), ip, limits, &drain, handler).await;
         }
-    };
-    if let Err(e) = result {
-        tracing::debug!(client.addr = %ip, error = %e, "http connection ended with an error");
-    }
-}
-
-async fn handle(
-    mut req: Request<Incoming>,
-    ip: IpAddr,
-    state: &Arc<AppState>,
-) -> Response<Full<Bytes>> {
-    match front_door::route(req.uri().path()) {
-        Route::Root if state.config.disable_test_client => text_response(StatusCode::OK, banner()),
-        Route::Stream { channel, key, kind } => {
-            let (channel, key, kind) = (channel.to_owned(), key.to_owned(), kind.to_owned());
-            match streaming(&mut req, ip, state, &channel, &key, &kind).await {
-                Ok(response) => response,
-                Err(refusal) => refusal.response(),
-            }
-        }
-        Route::Root | Route::Other(_) => page(req.uri().path(), state),
-    }
-}
-
-/// The built-in test client's files, or `404 Not found.`.
-fn page(path: &str, state: &AppState) -> Response<Full<Bytes>> {
-    let asset = (!state.config.disable_test_client)
-        .then(|| crate::test_client::asset(path))
-        .flatten();
-    let Some(asset) = asset else {
-        return Refusal::NotFound.response();
-    };
-    let mut response = Response::new(Full::new(Bytes::from_static(asset.body)));
-    response.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static(asset.content_type),
-    );
-    response.headers_mut().insert(
-        http::header::CACHE_CONTROL,
-        http::HeaderValue::from_static("no-cache"),
-    );
-    response
-}
-
-async fn streaming(
-    req: &mut Request<Incoming>,
-    ip: IpAddr,
-    state: &Arc<AppState>,
-    channel: &str,
-    key: &str,
-    kind: &str,
-) -> Result<Response<Full<Bytes>>, Refusal> {
-    let id = state.next_session.fetch_add(1, Ordering::Relaxed);
-    let tag = format!("#{id} ({ip})");
-    let refused = |refusal: Refusal| {
-        let outcome = refusal.body().trim_end();
-        state
-            .metrics
-            .refused
-            .get_or_create(&OutcomeLabel { outcome })
-            .inc();
-        tracing::info!(target: "request", status = refusal.status().as_u16(), "{tag} refused: {refusal}");
-        refusal
-    };
-    let slot = state
-        .limiter
-        .acquire(ip)
-        .ok_or_else(|| refused(Refusal::TooManyRequests))?;
-    let max = state.config.id_max_length;
-    let kind = front_door::validate(channel, key, kind, max).map_err(refused)?;
-    tracing::info!(target: "request", channel, kind = kind.as_str(), "{tag} request");
-    let info = SessionInfo {
-        id,
-        ip,
-        channel: channel.to_owned(),
-        kind,
-        metrics: state.metrics.clone(),
-    };
-    let limits = state.limits(kind);
-    let shutdown = state.shutdown.clone();
-    let upgrade_timeout = state.config.upgrade_timeout;
-    if kind == Kind::Publish {
-        let claim = state
-            .hub
-            .claim(channel, key)
-            .map_err(|_| refused(Refusal::AlreadyPublishing))?;
-        front_door::check_upgrade(req.method(), req.headers()).map_err(refused)?;
-        let ticket = match &state.control {
-            None => None,
-            Some(control) => {
-                tracing::info!(target: "request", channel, "{tag} publish request sent to the coordinator");
-                let answer = control.authorize(channel, key, ip).await;
-                let outcome = match &answer {
-                    Ok(_) => "accepted",
-                    Err(denied) => denied.label(),
-                };
-                state
-                    .metrics
-                    .publish_requests
-                    .get_or_create(&OutcomeLabel { outcome })
-                    .inc();
-                match answer {
-                    Ok(ticket) => Some(ticket),
-                    Err(denied) => {
-                        tracing::info!(target: "request", channel, reason = %denied, "{tag} publish denied");
-                        return Err(refused(Refusal::PublishDenied));
-                    }
+        Role::Public(tls) => {
+            let handler = move |req: Request<Incoming>| {
+                let shared = shared.clone();
+                async move { public(req, ip, &shared).await }
+            };
+            let Some(tls) = tls else {
+                return answer::serve(TokioIo::new(tcp), ip, limits, &drain, handler).await;
+            };
+            match tokio::time::timeout(limits.head_timeout, tls.acceptor.accept(tcp)).await {
+                Ok(Ok(stream)) => {
+                    answer::serve(TokioIo::new(stream), ip, limits, &drain, handler).await;
                 }
+                Ok(Err(e)) => {
+                    tracing::debug!(client.addr = %ip, error = %e, "TLS handshake failed")
+                }
+                Err(_) => tracing::debug!(client.addr = %ip, "TLS handshake timed out"),
             }
+        }
+    }
+}
+
+// === Routes ===
+
+/// The banner `/` answers when the test client is disabled.
+pub fn banner() -> &'static str {
+    concat!(
+        "Websocket streaming server - Version ",
+        env!("CARGO_PKG_VERSION")
+    )
+}
+
+async fn public(mut req: Request<Incoming>, ip: IpAddr, shared: &Arc<Shared>) -> Answer {
+    let path = req.uri().path().to_owned();
+    match front_door::route(&path) {
+        Route::Root if shared.config.disable_test_client => answer::text(StatusCode::OK, banner()),
+        Route::Stream { channel, key, kind } => {
+            crate::admission::admit(&mut req, ip, shared, channel, key, kind).await
+        }
+        Route::Root | Route::Other(_) => {
+            let asset = (!shared.config.disable_test_client)
+                .then(|| crate::test_client::asset(&path))
+                .flatten();
+            match asset {
+                Some(asset) => answer::asset(asset.content_type, asset.body),
+                None => Refusal::NotFound.response(),
+            }
+        }
+    }
+}
+
+fn operator(req: &Request<Incoming>, shared: &Shared) -> Answer {
+    match req.uri().path() {
+        "/metrics" => answer::with_body(
+            StatusCode::OK,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            shared.metrics_text().into(),
+        ),
+        "/healthz" => answer::text(StatusCode::OK, "ok\n"),
+        _ => Refusal::NotFound.response(),
+    }
+}
+
+// === Observer ===
+
+/// Read-only view of a server's state, for tests and embedders: what a test
+/// waits for instead of scraping logs.
+#[derive(Debug, Clone)]
+pub struct Observer {
+    shared: Arc<Shared>,
+}
+
+impl Observer {
+    /// Open WebSocket sessions of `kind` (`publish`, `receive`, …).
+    pub fn connections(&self, kind: &str) -> i64 {
+        let Some(kind) = Kind::parse(kind) else {
+            return 0;
         };
-        let (response, upgrade) = upgrade(req).map_err(refused)?;
-        let stream_id = ticket.as_ref().map(|t| t.stream_id.clone());
-        if let Some(id) = &stream_id {
-            claim.set_stream_id(id);
-        }
-        tracing::info!(target: "request", channel, stream_id = stream_id.as_deref().unwrap_or(""), "{tag} publish accepted");
-        state.tasks.spawn(async move {
-            let _slot = slot;
-            if let Some(io) = finish_upgrade(upgrade, upgrade_timeout, &info).await {
-                session::run_publisher(io, info, claim, stream_id, limits, shutdown).await;
-            }
-            // The claim is gone (receivers closed, channel freed); PUBLISH-END goes last.
-            drop(ticket);
-        });
-        return Ok(response);
+        self.shared.metrics.open_connections(kind.as_str())
     }
-    if !state.config.play_whitelist.contains(ip) {
-        return Err(refused(Refusal::NotWhitelisted));
+
+    /// Channels with an active publisher.
+    pub fn active_channels(&self) -> usize {
+        self.shared.hub.active_channels()
     }
-    front_door::check_upgrade(req.method(), req.headers()).map_err(refused)?;
-    let (response, upgrade) = upgrade(req).map_err(refused)?;
-    let hub = state.hub.clone();
-    let key = key.to_owned();
-    state.tasks.spawn(async move {
-        let _slot = slot;
-        if let Some(io) = finish_upgrade(upgrade, upgrade_timeout, &info).await {
-            let subscription = hub.subscribe(&info.channel, &key, kind);
-            session::run_receiver(io, info, subscription, limits, shutdown).await;
-        }
-    });
-    Ok(response)
-}
 
-type UpgradeFut = fastwebsockets::upgrade::UpgradeFut;
+    /// Channels with a publisher (claimed or active) or waiting receivers.
+    pub fn channel_entries(&self) -> usize {
+        self.shared.hub.channel_entries()
+    }
 
-fn upgrade(req: &mut Request<Incoming>) -> Result<(Response<Full<Bytes>>, UpgradeFut), Refusal> {
-    let (response, fut) = fastwebsockets::upgrade::upgrade(req).map_err(|_| Refusal::BadRequest)?;
-    Ok((response.map(|_| Full::new(Bytes::new())), fut))
-}
+    /// Streaming connections `ip` holds against the per-IP limit.
+    pub fn ip_slots(&self, ip: IpAddr) -> u32 {
+        self.shared.limiter.held(ip)
+    }
 
-async fn finish_upgrade(
-    fut: UpgradeFut,
-    limit: Duration,
-    info: &SessionInfo,
-) -> Option<hyper::upgrade::Upgraded> {
-    match tokio::time::timeout(limit, fut).await {
-        Ok(Ok(ws)) => Some(ws.into_inner().into_inner()),
-        Ok(Err(e)) => {
-            tracing::info!(target: "request", error = %e, "{} upgrade failed", info.tag());
-            None
-        }
-        Err(_) => {
-            tracing::info!(target: "request", "{} upgrade timed out", info.tag());
-            None
-        }
+    /// Whether the coordinator link is up (false stand-alone).
+    pub fn control_connected(&self) -> bool {
+        self.shared
+            .control
+            .as_ref()
+            .is_some_and(Control::is_connected)
+    }
+
+    /// The Prometheus exposition text, as `/metrics` serves it.
+    pub fn metrics_text(&self) -> String {
+        self.shared.metrics_text()
     }
 }

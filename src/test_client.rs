@@ -2,7 +2,7 @@
 //! and its asset paths unless `DISABLE_TEST_CLIENT` is set.
 
 /// A built-in file: content type and bytes.
-pub struct Asset {
+pub(crate) struct Asset {
     pub content_type: &'static str,
     pub body: &'static [u8],
 }
@@ -32,7 +32,7 @@ const ASSETS: &[(&str, Asset)] = &[
 ];
 
 /// The asset served at `path`, if any; `/` is the page itself.
-pub fn asset(path: &str) -> Option<&'static Asset> {
+pub(crate) fn asset(path: &str) -> Option<&'static Asset> {
     let path = if path == "/" { "/index.html" } else { path };
     ASSETS.iter().find(|(p, _)| *p == path).map(|(_, a)| a)
 }

@@ -34,7 +34,7 @@ pub enum TlsError {
 }
 
 /// Loads and checks a PEM certificate chain and private key (PKCS#8, RSA or EC).
-pub fn load_pair(
+pub(crate) fn load_pair(
     cert: &Path,
     key: &Path,
     provider: &CryptoProvider,
@@ -63,7 +63,7 @@ pub fn load_pair(
 }
 
 /// Hands every new handshake the current certificate.
-pub struct Reloading {
+pub(crate) struct Reloading {
     current: RwLock<Arc<CertifiedKey>>,
 }
 
@@ -97,7 +97,7 @@ impl ResolvesServerCert for Reloading {
 }
 
 /// The TLS acceptor and the task that keeps its certificate fresh.
-pub struct Tls {
+pub(crate) struct Tls {
     pub acceptor: tokio_rustls::TlsAcceptor,
     resolver: Arc<Reloading>,
     settings: TlsSettings,
@@ -106,7 +106,7 @@ pub struct Tls {
 
 impl Tls {
     /// Loads the pair named in `settings`; fails (and the server stops) if it is unusable.
-    pub fn new(settings: &TlsSettings) -> Result<Self, TlsError> {
+    pub(crate) fn new(settings: &TlsSettings) -> Result<Self, TlsError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let key = load_pair(&settings.cert, &settings.key, &provider)?;
         let resolver = Arc::new(Reloading {
@@ -132,7 +132,7 @@ impl Tls {
     }
 
     /// Checks the files every period and reloads a changed, valid pair, until `shutdown`.
-    pub async fn watch(self: Arc<Self>, shutdown: CancellationToken) {
+    pub(crate) async fn watch(self: Arc<Self>, shutdown: CancellationToken) {
         let Some(period) = self.settings.check_reload else {
             return;
         };

@@ -126,7 +126,7 @@ async fn metrics_reflect_a_scripted_session() {
     assert_eq!(
         metric(
             &text,
-            "ws_stream_requests_refused_total{outcome=\"Invalid connection kind.\"}"
+            "ws_stream_requests_refused_total{reason=\"invalid_kind\"}"
         ),
         1.0
     );

@@ -1,4 +1,4 @@
-//! The control link's I/O: dial with the §3 headers, exchange messages and
+//! The control link's I/O: dial with the docs/PROTOCOL.md §3 headers, exchange messages and
 //! heartbeats, notice silence, and re-dial (at once after a lost link, after
 //! `CONTROL_RETRY_SECONDS` after a failed dial), until shutdown.
 
@@ -9,6 +9,7 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::{interval_at, sleep_until, Instant};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::handshake::client::Request;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
@@ -17,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::codec::{self, method, ControlMessage};
 use super::{jwt, redacted, Control};
+use crate::config::ControlSettings;
 
 /// Time allowed for TCP, TLS and the WebSocket handshake of one dial.
 const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -40,6 +42,12 @@ pub(super) async fn run(control: Control, shutdown: CancellationToken) {
                 control.link_down();
                 tracing::warn!(reason, "control link down; dialling again");
             }
+            Err(DialError::Config(e)) => {
+                // Checked at start-up, so only a changed environment gets here.
+                control.link_down();
+                tracing::error!(error = %e, "the control link cannot be set up: fix the configuration; publishers are denied");
+                return;
+            }
             Err(e) => {
                 control.link_down();
                 let retry = control.inner.settings.retry_delay;
@@ -53,32 +61,65 @@ pub(super) async fn run(control: Control, shutdown: CancellationToken) {
     }
 }
 
-async fn dial(control: &Control) -> anyhow::Result<Link> {
-    let settings = &control.inner.settings;
-    let mut request = settings.url.as_str().into_client_request()?;
+/// Why a dial failed.
+#[derive(Debug, thiserror::Error)]
+enum DialError {
+    /// The request cannot be built from the settings: dialling again cannot help.
+    #[error(transparent)]
+    Config(#[from] RequestError),
+    #[error(transparent)]
+    Connect(#[from] tokio_tungstenite::tungstenite::Error),
+    #[error("dial timed out")]
+    Timeout,
+}
+
+/// A setting that cannot go into the dial request (a configuration fault).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum RequestError {
+    #[error("invalid coordinator URL: {0}")]
+    Url(tokio_tungstenite::tungstenite::Error),
+    #[error("cannot sign the control token: {0}")]
+    Jwt(#[from] jsonwebtoken::errors::Error),
+    #[error("{0} cannot be sent as an HTTP header value")]
+    Header(&'static str),
+}
+
+/// The upgrade request of one dial: the URL and the control headers.
+pub(crate) fn request(settings: &ControlSettings) -> Result<Request, RequestError> {
+    let mut request = settings
+        .url
+        .as_str()
+        .into_client_request()
+        .map_err(RequestError::Url)?;
     let headers = request.headers_mut();
+    let value = |name: &'static str, v: &str| {
+        HeaderValue::from_str(v).map_err(|_| RequestError::Header(name))
+    };
     if !settings.secret.is_empty() {
-        headers.insert(
-            "x-control-auth-token",
-            HeaderValue::from_str(&jwt::token(&settings.secret)?)?,
-        );
+        let token = jwt::token(&settings.secret)?;
+        headers.insert("x-control-auth-token", value("the JWT", &token)?);
     }
     if let Some(ip) = &settings.external_ip {
-        headers.insert("x-external-ip", HeaderValue::from_str(ip)?);
+        headers.insert("x-external-ip", value("EXTERNAL_IP", ip)?);
     }
     if let Some(port) = &settings.external_port {
-        headers.insert("x-custom-port", HeaderValue::from_str(port)?);
+        headers.insert("x-custom-port", value("EXTERNAL_PORT", port)?);
     }
     if settings.external_ssl {
         headers.insert("x-ssl-use", HeaderValue::from_static("true"));
     }
+    Ok(request)
+}
+
+async fn dial(control: &Control) -> Result<Link, DialError> {
+    let request = request(&control.inner.settings)?;
     let config = WebSocketConfig::default()
         .max_message_size(Some(MAX_CONTROL_MESSAGE))
         .max_frame_size(Some(MAX_CONTROL_MESSAGE));
     let connect = tokio_tungstenite::connect_async_with_config(request, Some(config), false);
     let (link, _response) = tokio::time::timeout(DIAL_TIMEOUT, connect)
         .await
-        .map_err(|_| anyhow::anyhow!("dial timed out"))??;
+        .map_err(|_| DialError::Timeout)??;
     Ok(link)
 }
 

@@ -4,7 +4,7 @@ use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde::Serialize;
 
 /// The only claim the coordinator checks.
-pub const SUBJECT: &str = "wss-control";
+pub(super) const SUBJECT: &str = "wss-control";
 
 #[derive(Serialize)]
 struct Claims {
@@ -12,7 +12,7 @@ struct Claims {
 }
 
 /// A fresh token signed with `secret` (never logged).
-pub fn token(secret: &str) -> Result<String, jsonwebtoken::errors::Error> {
+pub(crate) fn token(secret: &str) -> Result<String, jsonwebtoken::errors::Error> {
     let header = Header::new(Algorithm::HS256);
     encode(
         &header,

@@ -5,8 +5,10 @@
 //! and hands every incoming message to [`Control::handle`].
 
 mod client;
+
+pub(crate) use self::client::RequestError;
 pub mod codec;
-pub mod jwt;
+mod jwt;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
@@ -25,9 +27,9 @@ const EXPIRED_MEMORY: usize = 4096;
 
 /// Why a publisher was not authorised (all answered `403 Invalid Key.`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum Denied {
+pub(crate) enum Denied {
     #[error("the coordinator denied it")]
-    Denied,
+    ByCoordinator,
     #[error("the coordinator is not connected")]
     NotConnected,
     #[error("the coordinator did not answer in time")]
@@ -38,9 +40,9 @@ pub enum Denied {
 
 impl Denied {
     /// Short label for metrics.
-    pub fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
-            Self::Denied => "denied",
+            Self::ByCoordinator => "denied",
             Self::NotConnected => "not_connected",
             Self::Timeout => "timeout",
             Self::LinkDropped => "link_dropped",
@@ -50,7 +52,7 @@ impl Denied {
 
 /// Handle to the coordinator link, shared by every connection.
 #[derive(Debug, Clone)]
-pub struct Control {
+pub(crate) struct Control {
     inner: Arc<Inner>,
 }
 
@@ -81,10 +83,10 @@ struct Pending {
 
 /// An accepted stream. Dropping it sends PUBLISH-END (when the link is up).
 #[derive(Debug)]
-pub struct StreamTicket {
+pub(crate) struct StreamTicket {
     control: Control,
     channel: String,
-    pub stream_id: String,
+    pub(crate) stream_id: String,
 }
 
 impl Drop for StreamTicket {
@@ -94,7 +96,7 @@ impl Drop for StreamTicket {
 }
 
 impl Control {
-    pub fn new(
+    pub(crate) fn new(
         settings: ControlSettings,
         hub: Arc<Hub>,
         heartbeat: std::time::Duration,
@@ -120,12 +122,12 @@ impl Control {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
-    pub fn is_connected(&self) -> bool {
+    pub(crate) fn is_connected(&self) -> bool {
         self.link().out.is_some()
     }
 
     /// Asks the coordinator whether `key` may publish on `channel`.
-    pub async fn authorize(
+    pub(crate) async fn authorize(
         &self,
         channel: &str,
         key: &str,
@@ -164,14 +166,14 @@ impl Control {
                 channel: channel.to_owned(),
                 stream_id,
             }),
-            Ok(Ok(None)) => Err(Denied::Denied),
+            Ok(Ok(None)) => Err(Denied::ByCoordinator),
             Ok(Err(_)) => Err(Denied::LinkDropped),
             Err(_) => Err(Denied::Timeout),
         }
     }
 
     /// Tells the coordinator a stream ended (dropped when the link is down).
-    pub fn publish_end(&self, channel: &str, stream_id: &str) {
+    pub(crate) fn publish_end(&self, channel: &str, stream_id: &str) {
         let msg = ControlMessage::new(method::PUBLISH_END)
             .with_param(param::STREAM_CHANNEL, channel)
             .with_param(param::STREAM_ID, stream_id);
@@ -190,7 +192,7 @@ impl Control {
     }
 
     /// Handles one message from the coordinator.
-    pub fn handle(&self, msg: &ControlMessage) {
+    pub(crate) fn handle(&self, msg: &ControlMessage) {
         match msg.method() {
             method::HEARTBEAT => {}
             method::ERROR => tracing::warn!(
@@ -285,8 +287,13 @@ impl Control {
         }
     }
 
+    /// Checks that the settings make a valid dial request (a fault is a start-up error).
+    pub(crate) fn check(&self) -> Result<(), RequestError> {
+        client::request(&self.inner.settings).map(drop)
+    }
+
     /// Starts the dial loop; it ends when `shutdown` is cancelled.
-    pub fn spawn(
+    pub(crate) fn spawn(
         &self,
         shutdown: tokio_util::sync::CancellationToken,
     ) -> tokio::task::JoinHandle<()> {
@@ -307,7 +314,7 @@ impl Drop for PendingGuard<'_> {
 }
 
 /// The message as a log line, with the stream key written as `***`.
-pub fn redacted(msg: &ControlMessage) -> String {
+pub(crate) fn redacted(msg: &ControlMessage) -> String {
     let mut safe = msg.clone();
     if safe.param(param::STREAM_KEY).is_some() {
         safe.set_param(param::STREAM_KEY, "***");

@@ -6,7 +6,7 @@ use crate::hub::HubSettings;
 fn setup(timeout_secs: u64) -> (Control, Arc<Hub>) {
     let hub = Hub::new(HubSettings {
         cache_limit: 0,
-        lag_limit: 1 << 20,
+        receiver_queue_bytes: 1 << 20,
     });
     let settings = ControlSettings {
         url: "ws://127.0.0.1:1/ws/control/wss".into(),
@@ -101,7 +101,7 @@ async fn deny_and_link_drop_deny() {
         req.param(param::REQUEST_ID).unwrap(),
         "",
     ));
-    assert_eq!(denied.await.unwrap().err(), Some(Denied::Denied));
+    assert_eq!(denied.await.unwrap().err(), Some(Denied::ByCoordinator));
     let dropped = ask(&control, "k");
     let _ = next(&mut rx).await;
     control.link_down();

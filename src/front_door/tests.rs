@@ -1,6 +1,7 @@
 use proptest::prelude::*;
 
 use super::*;
+use http::header::CONTENT_TYPE;
 
 #[test]
 fn routes() {

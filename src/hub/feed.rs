@@ -1,4 +1,4 @@
-//! One receiver's view of a session: its cache replay, then the live log from
+//! One receiver's view of a broadcast: its cache replay, then the live log from
 //! its cursor. Used by the receiver's writer task.
 
 use std::collections::VecDeque;
@@ -8,16 +8,16 @@ use bytes::Bytes;
 
 use super::log::Start;
 use super::wake::WakeHandle;
-use super::{Lagged, Session};
+use super::{Broadcast, Lagged};
 
 /// Most chunks handed out in one batch (one vectored write).
-pub const MAX_BATCH_CHUNKS: usize = 256;
+pub(crate) const MAX_BATCH_CHUNKS: usize = 256;
 /// About the most bytes handed out in one batch.
-pub const MAX_BATCH_BYTES: u64 = 4 << 20;
+pub(crate) const MAX_BATCH_BYTES: u64 = 4 << 20;
 
 #[derive(Debug)]
-pub struct Feed {
-    session: Arc<Session>,
+pub(crate) struct Feed {
+    broadcast: Arc<Broadcast>,
     replay: VecDeque<Bytes>,
     cursor: u64,
     /// Skipping to the next join point; this init segment goes first.
@@ -30,7 +30,7 @@ pub struct Feed {
 
 /// What the writer does next.
 #[derive(Debug, PartialEq, Eq)]
-pub enum FeedEvent {
+pub(crate) enum FeedEvent {
     /// Chunks were appended to the batch.
     Data,
     /// The publisher is gone (or the probe got its chunk) and everything was handed out.
@@ -39,10 +39,10 @@ pub enum FeedEvent {
 }
 
 impl Feed {
-    pub(super) fn new(session: Arc<Session>, start: Start, probe: bool) -> Self {
-        let waiter = session.register();
+    pub(super) fn new(broadcast: Arc<Broadcast>, start: Start, probe: bool) -> Self {
+        let waiter = broadcast.register();
         Self {
-            session,
+            broadcast,
             replay: start.replay.into(),
             cursor: start.cursor,
             await_join: start.await_join,
@@ -53,7 +53,7 @@ impl Feed {
     }
 
     /// Waits for the next chunks and appends them to `out` (cancel-safe).
-    pub async fn next_batch(&mut self, out: &mut Vec<Bytes>) -> FeedEvent {
+    pub(crate) async fn next_batch(&mut self, out: &mut Vec<Bytes>) -> FeedEvent {
         loop {
             if self.remaining == Some(0) {
                 return FeedEvent::End;
@@ -65,8 +65,8 @@ impl Feed {
                 self.consumed(n);
                 return FeedEvent::Data;
             }
-            self.waiter.mark_seen(self.session.wakers());
-            let ended = self.session.is_ended();
+            self.waiter.mark_seen(self.broadcast.wakers());
+            let ended = self.broadcast.is_ended();
             if self.await_join.is_some() {
                 if self.skip_to_join(out) {
                     return FeedEvent::Data;
@@ -74,12 +74,12 @@ impl Feed {
                 if ended {
                     return FeedEvent::End;
                 }
-                self.waiter.changed(self.session.wakers()).await;
+                self.waiter.changed(self.broadcast.wakers()).await;
                 continue;
             }
             let before = out.len();
             let read = self
-                .session
+                .broadcast
                 .log()
                 .read(self.cursor, max, MAX_BATCH_BYTES, out);
             match read {
@@ -93,28 +93,23 @@ impl Feed {
             if ended {
                 return FeedEvent::End;
             }
-            self.waiter.changed(self.session.wakers()).await;
+            self.waiter.changed(self.broadcast.wakers()).await;
         }
     }
 
     /// Resolves when this receiver has fallen out of the lag window (cancel-safe).
-    pub async fn lagged(&mut self) -> Lagged {
+    pub(crate) async fn lagged(&mut self) -> Lagged {
         loop {
-            if let Err(lagged) = self.session.log().check_lag(self.cursor) {
+            if let Err(lagged) = self.broadcast.log().check_lag(self.cursor) {
                 return lagged;
             }
-            self.waiter.changed(self.session.wakers()).await;
+            self.waiter.changed(self.broadcast.wakers()).await;
         }
-    }
-
-    /// Bytes between this receiver's cursor and the live head.
-    pub fn behind(&self) -> Result<u64, Lagged> {
-        self.session.log().check_lag(self.cursor)
     }
 
     /// Moves past chunks without a join point; true once the init and a join point's media are out.
     fn skip_to_join(&mut self, out: &mut Vec<Bytes>) -> bool {
-        let (cursor, media) = self.session.log().next_join(self.cursor);
+        let (cursor, media) = self.broadcast.log().next_join(self.cursor);
         self.cursor = cursor;
         let (Some(media), Some(init)) = (media, self.await_join.take()) else {
             return false;

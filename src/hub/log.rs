@@ -16,12 +16,12 @@ use std::collections::VecDeque;
 use bytes::{Bytes, BytesMut};
 
 /// Bytes of bookkeeping counted per cached chunk, as the original.
-pub const CHUNK_OVERHEAD: u64 = 16;
+pub(crate) const CHUNK_OVERHEAD: u64 = 16;
 /// About the most media a probe gets after the init segment, once history was evicted.
-pub const PROBE_MEDIA_BYTES: usize = 1 << 20;
+pub(crate) const PROBE_MEDIA_BYTES: usize = 1 << 20;
 /// Most chunks a log keeps, whatever their size: bounds the bookkeeping of a
 /// publisher sending tiny or empty messages (days of a real stream).
-pub const MAX_LOG_CHUNKS: usize = 1 << 20;
+pub(crate) const MAX_LOG_CHUNKS: usize = 1 << 20;
 
 #[derive(Debug)]
 struct Entry {
@@ -36,7 +36,7 @@ struct Entry {
 
 /// What the container scanner learnt from one chunk.
 #[derive(Debug, Default, Clone)]
-pub struct MediaUpdate {
+pub(crate) struct MediaUpdate {
     /// The init segment, once complete.
     pub init: Option<Bytes>,
     /// Absolute stream offsets of join points, in order.
@@ -47,13 +47,13 @@ pub struct MediaUpdate {
 
 /// A receiver fell further behind than the lag window allows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Lagged {
+pub(crate) struct Lagged {
     pub behind_bytes: u64,
 }
 
 /// Where a new receiver starts.
 #[derive(Debug, Default)]
-pub struct Start {
+pub(crate) struct Start {
     /// Sent first, in order.
     pub replay: Vec<Bytes>,
     /// First live chunk to send after the replay.
@@ -63,7 +63,7 @@ pub struct Start {
 }
 
 #[derive(Debug)]
-pub struct ChunkLog {
+pub(crate) struct ChunkLog {
     entries: VecDeque<Entry>,
     /// Sequence number of `entries[0]`.
     base_seq: u64,
@@ -73,7 +73,7 @@ pub struct ChunkLog {
     cache_start_seq: u64,
     cache_bytes: u64,
     cache_limit: u64,
-    lag_limit: u64,
+    receiver_queue_bytes: u64,
     /// Set once the container is understood.
     init: Option<Bytes>,
     /// A `receive-clear-cache` took the history.
@@ -81,8 +81,8 @@ pub struct ChunkLog {
 }
 
 impl ChunkLog {
-    /// `cache_limit` 0 disables the cache; `lag_limit` bounds how far a receiver may fall behind.
-    pub fn new(cache_limit: u64, lag_limit: u64) -> Self {
+    /// `cache_limit` 0 disables the cache; `receiver_queue_bytes` bounds how far a receiver may fall behind.
+    pub(crate) fn new(cache_limit: u64, receiver_queue_bytes: u64) -> Self {
         Self {
             entries: VecDeque::new(),
             base_seq: 0,
@@ -91,23 +91,24 @@ impl ChunkLog {
             cache_start_seq: 0,
             cache_bytes: 0,
             cache_limit,
-            lag_limit,
+            receiver_queue_bytes,
             init: None,
             cleared: false,
         }
     }
 
     /// Sequence number the next chunk will get.
-    pub fn head_seq(&self) -> u64 {
+    pub(crate) fn head_seq(&self) -> u64 {
         self.base_seq + self.entries.len() as u64
     }
 
-    pub fn head_offset(&self) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn head_offset(&self) -> u64 {
         self.head_offset
     }
 
     /// Appends a chunk with what the scanner found, then evicts and trims.
-    pub fn push(&mut self, bytes: Bytes, media: MediaUpdate) {
+    pub(crate) fn push(&mut self, bytes: Bytes, media: MediaUpdate) {
         let len = bytes.len() as u64;
         self.entries.push_back(Entry {
             bytes,
@@ -131,13 +132,13 @@ impl ChunkLog {
 
     /// Empties the history after a `receive-clear-cache` replay. Opaque streams stop
     /// caching; understood ones keep the latest group so joiners stay decodable.
-    pub fn clear_history(&mut self) {
+    pub(crate) fn clear_history(&mut self) {
         self.cleared = true;
         self.settle();
     }
 
     /// Where a new receiver starts; a probe gets one message.
-    pub fn start(&self, probe: bool) -> Start {
+    pub(crate) fn start(&self, probe: bool) -> Start {
         let cursor = self.head_seq();
         let Some(init) = self.init.clone().filter(|_| !self.history_intact()) else {
             let replay = if probe {
@@ -175,30 +176,33 @@ impl ChunkLog {
     }
 
     /// The cached chunks, oldest first (shared, not copied).
-    pub fn cached(&self) -> Vec<Bytes> {
+    #[cfg(test)]
+    pub(crate) fn cached(&self) -> Vec<Bytes> {
         self.range(self.cache_start_seq, self.head_seq())
     }
 
     /// Bytes held by the cache, overhead included.
-    pub fn cache_bytes(&self) -> u64 {
+    pub(crate) fn cache_bytes(&self) -> u64 {
         self.cache_bytes
     }
 
     /// Bytes of every chunk the log still references.
-    pub fn retained_bytes(&self) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn retained_bytes(&self) -> u64 {
         self.entries
             .front()
             .map_or(0, |e| self.head_offset - e.start)
     }
 
     /// Whether the container is understood (init segment known).
-    pub fn understood(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn understood(&self) -> bool {
         self.init.is_some()
     }
 
     /// Appends chunks from `cursor` to `out` (at most `max_chunks` and about
     /// `max_bytes`) and returns the new cursor; fails when `cursor` lags.
-    pub fn read(
+    pub(crate) fn read(
         &self,
         cursor: u64,
         max_chunks: usize,
@@ -220,7 +224,7 @@ impl ChunkLog {
 
     /// Skips to the first join point at or after `cursor`: the media from it and the cursor after its chunk.
     /// The newest chunk stays under the cursor: the scanner may still mark a join point in it.
-    pub fn next_join(&self, cursor: u64) -> (u64, Option<Bytes>) {
+    pub(crate) fn next_join(&self, cursor: u64) -> (u64, Option<Bytes>) {
         match self.first_join(cursor.max(self.base_seq)) {
             Some((seq, media)) => (seq + 1, Some(media)),
             None => (self.head_seq().saturating_sub(1).max(cursor), None),
@@ -230,12 +234,12 @@ impl ChunkLog {
     /// How much a receiver at `cursor` has queued beyond the chunk it sends next
     /// (accounted bytes), or `Lagged` once that is over the window. A single chunk
     /// never makes a receiver lag by itself, however large.
-    pub fn check_lag(&self, cursor: u64) -> Result<u64, Lagged> {
+    pub(crate) fn check_lag(&self, cursor: u64) -> Result<u64, Lagged> {
         let behind = match self.end_acc(cursor) {
             Some(end) => self.head_acc - end,
             None => self.head_acc - self.entries.front().map_or(0, |e| e.acc) + 1,
         };
-        if cursor < self.base_seq || behind > self.lag_limit {
+        if cursor < self.base_seq || behind > self.receiver_queue_bytes {
             Err(Lagged {
                 behind_bytes: behind,
             })
@@ -347,7 +351,7 @@ impl ChunkLog {
         while let Some(front) = self.entries.front() {
             let uncached = self.base_seq < self.cache_start_seq;
             let front_end = front.acc + front.bytes.len() as u64 + CHUNK_OVERHEAD;
-            let out_of_window = self.head_acc - front_end > self.lag_limit;
+            let out_of_window = self.head_acc - front_end > self.receiver_queue_bytes;
             let too_many = self.entries.len() > MAX_LOG_CHUNKS;
             if !(too_many || uncached && out_of_window) {
                 break;

@@ -1,12 +1,12 @@
 //! Channels: the publisher claim, waiting receivers, and each publishing
-//! session's chunk log.
+//! broadcast's chunk log.
 //!
-//! A publisher appends chunks to its session's [`ChunkLog`] under a short lock
+//! A publisher appends chunks to its broadcast's [`ChunkLog`] under a short lock
 //! and wakes the receivers; every receiver's writer task reads from its own cursor.
 //! The publisher never waits for a receiver.
 
-pub mod feed;
-pub mod log;
+pub(crate) mod feed;
+pub(crate) mod log;
 mod tracker;
 mod wake;
 
@@ -19,14 +19,14 @@ use subtle::ConstantTimeEq;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
-pub use self::feed::{Feed, FeedEvent};
-pub use self::log::{ChunkLog, Lagged, MediaUpdate};
+pub(crate) use self::feed::{Feed, FeedEvent};
+pub(crate) use self::log::{ChunkLog, Lagged};
 use self::tracker::MediaTracker;
 use self::wake::{WakeHandle, Wakers};
 
 /// What a streaming connection asked to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     Publish,
     Receive,
     ReceiveClearCache,
@@ -34,7 +34,7 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub fn parse(s: &str) -> Option<Self> {
+    pub(crate) fn parse(s: &str) -> Option<Self> {
         match s {
             "publish" => Some(Self::Publish),
             "receive" => Some(Self::Receive),
@@ -44,7 +44,7 @@ impl Kind {
         }
     }
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Publish => "publish",
             Self::Receive => "receive",
@@ -54,26 +54,26 @@ impl Kind {
     }
 }
 
-/// Sizes that shape every session.
+/// Sizes that shape every broadcast.
 #[derive(Debug, Clone, Copy)]
-pub struct HubSettings {
+pub(crate) struct HubSettings {
     pub cache_limit: u64,
-    pub lag_limit: u64,
+    pub receiver_queue_bytes: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
 #[error("channel already has a publisher")]
-pub struct AlreadyPublishing;
+pub(crate) struct AlreadyPublishing;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("stream key does not match the publisher's")]
-pub struct InvalidKey;
+pub(crate) struct InvalidKey;
 
-/// State of one publishing session, shared by the publisher and its receivers.
+/// State of one publishing broadcast, shared by the publisher and its receivers.
 #[derive(Debug)]
-pub struct Session {
+pub(crate) struct Broadcast {
     log: Mutex<ChunkLog>,
-    /// Touched only by the publisher's task; a lock keeps `Session` shareable.
+    /// Touched only by the publisher's task; a lock keeps `Broadcast` shareable.
     media: Mutex<MediaTracker>,
     /// Woken for every burst of chunks and at the end; receivers read the state
     /// itself from the log and `ended`.
@@ -81,10 +81,13 @@ pub struct Session {
     ended: AtomicBool,
 }
 
-impl Session {
+impl Broadcast {
     fn new(settings: HubSettings) -> Self {
         Self {
-            log: Mutex::new(ChunkLog::new(settings.cache_limit, settings.lag_limit)),
+            log: Mutex::new(ChunkLog::new(
+                settings.cache_limit,
+                settings.receiver_queue_bytes,
+            )),
             media: Mutex::new(MediaTracker::new()),
             wakers: Wakers::default(),
             ended: AtomicBool::new(false),
@@ -97,13 +100,14 @@ impl Session {
     }
 
     /// Appends a chunk for every receiver (never waits for them) and wakes them.
-    pub fn push(&self, chunk: Bytes) {
+    #[cfg(test)]
+    pub(crate) fn push(&self, chunk: Bytes) {
         self.append(chunk);
         self.wake_receivers();
     }
 
-    /// Appends a chunk without waking the receivers yet (see [`Session::wake_receivers`]).
-    pub fn append(&self, chunk: Bytes) {
+    /// Appends a chunk without waking the receivers yet (see [`Broadcast::wake_receivers`]).
+    pub(crate) fn append(&self, chunk: Bytes) {
         let update = self
             .media
             .lock()
@@ -113,7 +117,7 @@ impl Session {
     }
 
     /// Wakes every receiver to send what was appended.
-    pub fn wake_receivers(&self) {
+    pub(crate) fn wake_receivers(&self) {
         self.wakers.wake_all();
     }
 
@@ -123,11 +127,11 @@ impl Session {
     }
 
     /// Bytes held by the cache (overhead included).
-    pub fn cache_bytes(&self) -> u64 {
+    pub(crate) fn cache_bytes(&self) -> u64 {
         self.log().cache_bytes()
     }
 
-    /// Starts a receiver of `kind` on this running session (cache replay, then live).
+    /// Starts a receiver of `kind` on this running broadcast (cache replay, then live).
     fn feed(self: &Arc<Self>, kind: Kind) -> Feed {
         let mut log = self.log();
         let start = log.start(kind == Kind::Probe);
@@ -137,7 +141,7 @@ impl Session {
         Feed::new(self.clone(), start, kind == Kind::Probe)
     }
 
-    /// Starts a receiver that was waiting before the session's first chunk.
+    /// Starts a receiver that was waiting before the broadcast's first chunk.
     fn feed_from_start(self: &Arc<Self>, kind: Kind) -> Feed {
         Feed::new(self.clone(), log::Start::default(), kind == Kind::Probe)
     }
@@ -158,7 +162,7 @@ impl Session {
 
 /// The hub: every channel with a publisher or waiting receivers.
 #[derive(Debug)]
-pub struct Hub {
+pub(crate) struct Hub {
     settings: HubSettings,
     channels: Mutex<HashMap<String, Channel>>,
     next_id: std::sync::atomic::AtomicU64,
@@ -175,7 +179,7 @@ struct Publisher {
     claim_id: u64,
     key: String,
     stream_id: Option<String>,
-    session: Option<Arc<Session>>,
+    broadcast: Option<Arc<Broadcast>>,
     kill: CancellationToken,
 }
 
@@ -188,7 +192,7 @@ struct Waiter {
 }
 
 impl Hub {
-    pub fn new(settings: HubSettings) -> Arc<Self> {
+    pub(crate) fn new(settings: HubSettings) -> Arc<Self> {
         Arc::new(Self {
             settings,
             channels: Mutex::new(HashMap::new()),
@@ -207,7 +211,7 @@ impl Hub {
     }
 
     /// Atomically claims `channel` for a publisher; the claim is released when dropped.
-    pub fn claim(
+    pub(crate) fn claim(
         self: &Arc<Self>,
         channel: &str,
         key: &str,
@@ -223,7 +227,7 @@ impl Hub {
             claim_id,
             key: key.to_owned(),
             stream_id: None,
-            session: None,
+            broadcast: None,
             kill: kill.clone(),
         });
         Ok(PublisherClaim {
@@ -235,15 +239,20 @@ impl Hub {
     }
 
     /// Starts a receiver now if a publisher is active, else registers it as waiting.
-    pub fn subscribe(self: &Arc<Self>, channel: &str, key: &str, kind: Kind) -> Subscription {
+    pub(crate) fn subscribe(
+        self: &Arc<Self>,
+        channel: &str,
+        key: &str,
+        kind: Kind,
+    ) -> Subscription {
         let mut channels = self.channels();
         let entry = channels.entry(channel.to_owned()).or_default();
         if let Some(publisher) = &entry.publisher {
-            if let Some(session) = &publisher.session {
+            if let Some(broadcast) = &publisher.broadcast {
                 if !keys_match(&publisher.key, key) {
                     return Subscription::Ready(Err(InvalidKey));
                 }
-                return Subscription::Ready(Ok(session.feed(kind)));
+                return Subscription::Ready(Ok(broadcast.feed(kind)));
             }
         }
         let (tx, rx) = oneshot::channel();
@@ -263,7 +272,7 @@ impl Hub {
     }
 
     /// Closes the publisher of `channel` if its stream id matches (`None` = any id).
-    pub fn kill(&self, channel: &str, stream_id: Option<&str>) -> bool {
+    pub(crate) fn kill(&self, channel: &str, stream_id: Option<&str>) -> bool {
         let channels = self.channels();
         let Some(publisher) = channels.get(channel).and_then(|c| c.publisher.as_ref()) else {
             return false;
@@ -279,11 +288,11 @@ impl Hub {
     }
 
     /// Closes every active publisher, and every accepted one still finishing its upgrade.
-    pub fn kill_all(&self) -> usize {
+    pub(crate) fn kill_all(&self) -> usize {
         let channels = self.channels();
         let mut killed = 0;
         for publisher in channels.values().filter_map(|c| c.publisher.as_ref()) {
-            if publisher.session.is_some() || publisher.stream_id.is_some() {
+            if publisher.broadcast.is_some() || publisher.stream_id.is_some() {
                 publisher.kill.cancel();
                 killed += 1;
             }
@@ -292,26 +301,26 @@ impl Hub {
     }
 
     /// Channels with an active publisher.
-    pub fn active_channels(&self) -> usize {
+    pub(crate) fn active_channels(&self) -> usize {
         let channels = self.channels();
         channels
             .values()
-            .filter(|c| c.publisher.as_ref().is_some_and(|p| p.session.is_some()))
+            .filter(|c| c.publisher.as_ref().is_some_and(|p| p.broadcast.is_some()))
             .count()
     }
 
-    /// Bytes held by the caches of every active session.
-    pub fn cache_bytes(&self) -> u64 {
-        let sessions: Vec<Arc<Session>> = self
+    /// Bytes held by the caches of every active broadcast.
+    pub(crate) fn cache_bytes(&self) -> u64 {
+        let broadcasts: Vec<Arc<Broadcast>> = self
             .channels()
             .values()
-            .filter_map(|c| c.publisher.as_ref().and_then(|p| p.session.clone()))
+            .filter_map(|c| c.publisher.as_ref().and_then(|p| p.broadcast.clone()))
             .collect();
-        sessions.iter().map(|s| s.cache_bytes()).sum()
+        broadcasts.iter().map(|s| s.cache_bytes()).sum()
     }
 
     /// Number of map entries (channels with a publisher or waiting receivers).
-    pub fn channel_entries(&self) -> usize {
+    pub(crate) fn channel_entries(&self) -> usize {
         self.channels().len()
     }
 
@@ -329,9 +338,9 @@ fn keys_match(expected: &str, given: &str) -> bool {
     bool::from(expected.as_bytes().ct_eq(given.as_bytes()))
 }
 
-/// A channel claimed by one publisher. Dropping it ends the session and frees the channel.
+/// A channel claimed by one publisher. Dropping it ends the broadcast and frees the channel.
 #[derive(Debug)]
-pub struct PublisherClaim {
+pub(crate) struct PublisherClaim {
     hub: Arc<Hub>,
     channel: String,
     claim_id: u64,
@@ -340,17 +349,13 @@ pub struct PublisherClaim {
 
 impl PublisherClaim {
     /// Cancelled when the coordinator kills this stream.
-    pub fn kill_token(&self) -> CancellationToken {
+    pub(crate) fn kill_token(&self) -> CancellationToken {
         self.kill.clone()
-    }
-
-    pub fn channel(&self) -> &str {
-        &self.channel
     }
 
     /// Records the coordinator's stream id as soon as it is known, so kills reach it
     /// even before the upgrade completes.
-    pub fn set_stream_id(&self, stream_id: &str) {
+    pub(crate) fn set_stream_id(&self, stream_id: &str) {
         let mut channels = self.hub.channels();
         let publisher = channels
             .get_mut(&self.channel)
@@ -361,35 +366,35 @@ impl PublisherClaim {
         }
     }
 
-    /// Opens the publishing session: waiting receivers with the right key start from its first chunk.
-    pub fn activate(&self, stream_id: Option<String>) -> Arc<Session> {
-        let session = Arc::new(Session::new(self.hub.settings));
+    /// Opens the publishing broadcast: waiting receivers with the right key start from its first chunk.
+    pub(crate) fn activate(&self, stream_id: Option<String>) -> Arc<Broadcast> {
+        let broadcast = Arc::new(Broadcast::new(self.hub.settings));
         let mut channels = self.hub.channels();
         let Some(entry) = channels.get_mut(&self.channel) else {
-            return session;
+            return broadcast;
         };
         let Some(publisher) = entry
             .publisher
             .as_mut()
             .filter(|p| p.claim_id == self.claim_id)
         else {
-            return session;
+            return broadcast;
         };
-        publisher.session = Some(session.clone());
+        publisher.broadcast = Some(broadcast.clone());
         if stream_id.is_some() {
             publisher.stream_id = stream_id;
         }
         let key = publisher.key.clone();
         for waiter in entry.waiting.drain(..) {
             let start = if keys_match(&key, &waiter.key) {
-                Ok(session.feed_from_start(waiter.kind))
+                Ok(broadcast.feed_from_start(waiter.kind))
             } else {
                 Err(InvalidKey)
             };
             // A waiter that already left dropped its receiver; nothing to do then.
             let _ = waiter.start.send(start);
         }
-        session
+        broadcast
     }
 }
 
@@ -405,8 +410,8 @@ impl Drop for PublisherClaim {
             .is_some_and(|p| p.claim_id == self.claim_id)
         {
             if let Some(publisher) = entry.publisher.take() {
-                if let Some(session) = publisher.session {
-                    session.end();
+                if let Some(broadcast) = publisher.broadcast {
+                    broadcast.end();
                 }
             }
         }
@@ -416,14 +421,14 @@ impl Drop for PublisherClaim {
 
 /// How a receiver starts.
 #[derive(Debug)]
-pub enum Subscription {
+pub(crate) enum Subscription {
     Ready(Result<Feed, InvalidKey>),
     Waiting(WaitTicket),
 }
 
 /// A receiver waiting for a publisher; leaves the waiting list when dropped.
 #[derive(Debug)]
-pub struct WaitTicket {
+pub(crate) struct WaitTicket {
     hub: Arc<Hub>,
     channel: String,
     id: u64,
@@ -432,7 +437,7 @@ pub struct WaitTicket {
 
 impl WaitTicket {
     /// Resolves when a publisher arrives (cancel-safe).
-    pub async fn started(&mut self) -> Result<Feed, InvalidKey> {
+    pub(crate) async fn started(&mut self) -> Result<Feed, InvalidKey> {
         // The sender lives in the hub until it is used, so a closed channel cannot happen
         // while this ticket exists; treat it as a refusal to be safe.
         (&mut self.start).await.unwrap_or(Err(InvalidKey))

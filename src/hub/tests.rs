@@ -5,7 +5,7 @@ use super::*;
 fn hub(cache: u64) -> Arc<Hub> {
     Hub::new(HubSettings {
         cache_limit: cache,
-        lag_limit: 1 << 20,
+        receiver_queue_bytes: 1 << 20,
     })
 }
 
@@ -45,11 +45,11 @@ fn one_claim_per_channel_released_on_drop() {
 async fn replay_then_live_then_end() {
     let hub = hub(1 << 20);
     let claim = hub.claim("c", "k").unwrap();
-    let session = claim.activate(None);
-    session.push(Bytes::from_static(&[1]));
-    session.push(Bytes::from_static(&[2]));
+    let broadcast = claim.activate(None);
+    broadcast.push(Bytes::from_static(&[1]));
+    broadcast.push(Bytes::from_static(&[2]));
     let mut feed = ready(hub.subscribe("c", "k", Kind::Receive)).unwrap();
-    session.push(Bytes::from_static(&[3]));
+    broadcast.push(Bytes::from_static(&[3]));
     drop(claim);
     assert_eq!(drain(&mut feed).await, (vec![1, 2, 3], FeedEvent::End));
 }
@@ -77,10 +77,10 @@ async fn waiting_probe_gets_the_first_chunk_only() {
         panic!("should wait");
     };
     let claim = hub.claim("c", "k").unwrap();
-    let session = claim.activate(None);
+    let broadcast = claim.activate(None);
     let mut feed = ticket.started().await.unwrap();
-    session.push(Bytes::from_static(&[7]));
-    session.push(Bytes::from_static(&[8]));
+    broadcast.push(Bytes::from_static(&[7]));
+    broadcast.push(Bytes::from_static(&[8]));
     assert_eq!(drain(&mut feed).await, (vec![7], FeedEvent::End));
 }
 
@@ -88,9 +88,9 @@ async fn waiting_probe_gets_the_first_chunk_only() {
 async fn probe_gets_first_cached_chunk() {
     let hub = hub(1 << 20);
     let claim = hub.claim("c", "k").unwrap();
-    let session = claim.activate(None);
-    session.push(Bytes::from_static(&[1]));
-    session.push(Bytes::from_static(&[2]));
+    let broadcast = claim.activate(None);
+    broadcast.push(Bytes::from_static(&[1]));
+    broadcast.push(Bytes::from_static(&[2]));
     let mut feed = ready(hub.subscribe("c", "k", Kind::Probe)).unwrap();
     assert_eq!(drain(&mut feed).await, (vec![1], FeedEvent::End));
 }
@@ -99,13 +99,13 @@ async fn probe_gets_first_cached_chunk() {
 async fn clear_cache_replays_then_empties_the_cache() {
     let hub = hub(1 << 20);
     let claim = hub.claim("c", "k").unwrap();
-    let session = claim.activate(None);
-    session.push(Bytes::from_static(&[1]));
+    let broadcast = claim.activate(None);
+    broadcast.push(Bytes::from_static(&[1]));
     let mut clearing = ready(hub.subscribe("c", "k", Kind::ReceiveClearCache)).unwrap();
-    session.push(Bytes::from_static(&[2]));
+    broadcast.push(Bytes::from_static(&[2]));
     let mut late = ready(hub.subscribe("c", "k", Kind::Receive)).unwrap();
-    session.push(Bytes::from_static(&[3]));
-    assert_eq!(session.cache_bytes(), 0);
+    broadcast.push(Bytes::from_static(&[3]));
+    assert_eq!(broadcast.cache_bytes(), 0);
     drop(claim);
     assert_eq!(drain(&mut clearing).await.0, [1, 2, 3]);
     assert_eq!(drain(&mut late).await.0, [3]);

@@ -8,10 +8,10 @@ use super::log::MediaUpdate;
 use crate::media::{Container, ScanEvent, Scanner};
 
 /// Largest init segment kept; a larger one falls back to opaque bytes.
-pub const MAX_INIT_BYTES: usize = 1 << 20;
+pub(super) const MAX_INIT_BYTES: usize = 1 << 20;
 
 #[derive(Default)]
-pub struct MediaTracker {
+pub(super) struct MediaTracker {
     scanner: Scanner,
     /// The stream's first bytes, until the init segment is complete.
     prefix: Option<BytesMut>,
@@ -29,7 +29,7 @@ impl std::fmt::Debug for MediaTracker {
 }
 
 impl MediaTracker {
-    pub fn new() -> Self {
+    pub(super) fn new() -> Self {
         Self {
             prefix: Some(BytesMut::new()),
             ..Self::default()
@@ -37,7 +37,7 @@ impl MediaTracker {
     }
 
     /// Scans the next chunk of the stream.
-    pub fn observe(&mut self, chunk: &[u8]) -> MediaUpdate {
+    pub(super) fn observe(&mut self, chunk: &[u8]) -> MediaUpdate {
         let mut update = MediaUpdate::default();
         if self.done {
             return update;

@@ -10,20 +10,20 @@ use std::task::Poll;
 use futures_util::task::AtomicWaker;
 
 #[derive(Debug, Default)]
-pub struct Wakers {
+pub(crate) struct Wakers {
     version: AtomicU64,
     list: Mutex<Vec<Weak<AtomicWaker>>>,
 }
 
 /// One receiver's registration; unregistered when dropped (pruned lazily).
 #[derive(Debug)]
-pub struct WakeHandle {
+pub(crate) struct WakeHandle {
     waker: Arc<AtomicWaker>,
     seen: u64,
 }
 
 impl Wakers {
-    pub fn register(&self) -> WakeHandle {
+    pub(crate) fn register(&self) -> WakeHandle {
         let waker = Arc::new(AtomicWaker::new());
         let mut list = self.list.lock().unwrap_or_else(PoisonError::into_inner);
         list.retain(|w| w.strong_count() > 0);
@@ -35,7 +35,7 @@ impl Wakers {
     }
 
     /// Bumps the version and wakes every registered receiver.
-    pub fn wake_all(&self) {
+    pub(crate) fn wake_all(&self) {
         self.version.fetch_add(1, Ordering::Release);
         let mut list = self.list.lock().unwrap_or_else(PoisonError::into_inner);
         list.retain(|w| match w.upgrade() {
@@ -54,12 +54,12 @@ impl Wakers {
 
 impl WakeHandle {
     /// Everything appended so far counts as seen.
-    pub fn mark_seen(&mut self, wakers: &Wakers) {
+    pub(crate) fn mark_seen(&mut self, wakers: &Wakers) {
         self.seen = wakers.version();
     }
 
     /// Resolves once something was appended after the last `mark_seen` (cancel-safe).
-    pub async fn changed(&mut self, wakers: &Wakers) {
+    pub(crate) async fn changed(&mut self, wakers: &Wakers) {
         poll_fn(|cx| {
             for attempt in 0..2 {
                 let now = wakers.version();

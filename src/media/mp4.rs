@@ -35,7 +35,7 @@ const NON_SYNC: u32 = 0x0001_0000;
 const MAX_TRACKS: usize = 16;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Master {
+pub(super) enum Master {
     Moov,
     Trak,
     Mdia,
@@ -45,7 +45,7 @@ pub enum Master {
 }
 
 #[derive(Debug, Clone, Copy)]
-pub enum Leaf {
+pub(super) enum Leaf {
     Tkhd,
     Hdlr,
     Trex,
@@ -62,7 +62,7 @@ struct Track {
 
 /// fMP4-specific scanning state (all fixed-size).
 #[derive(Debug, Default)]
-pub struct Mp4 {
+pub(super) struct Mp4 {
     init_done: bool,
     tracks: [Track; MAX_TRACKS],
     track_count: usize,

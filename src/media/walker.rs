@@ -6,16 +6,16 @@
 use super::ScanEvent;
 
 /// Largest number of bytes ever buffered (element header or leading value bytes).
-pub const MAX_BUF: usize = 32;
+pub(super) const MAX_BUF: usize = 32;
 /// Deepest nesting of open container elements that is accepted.
-pub const MAX_DEPTH: usize = 8;
+pub(super) const MAX_DEPTH: usize = 8;
 
 /// Internal error reason; turned into [`ScanEvent::Error`] by the scanner.
-pub type Reason = &'static str;
+pub(super) type Reason = &'static str;
 
 /// A fully parsed element header.
 #[derive(Debug, Clone, Copy)]
-pub struct Header {
+pub(super) struct Header {
     /// Element ID (EBML, marker bits kept) or box type (big-endian fourcc).
     pub id: u32,
     /// Absolute offset of the first header byte.
@@ -29,7 +29,7 @@ pub struct Header {
 }
 
 /// What the walker should do with the payload of an element.
-pub enum Action<M, L> {
+pub(super) enum Action<M, L> {
     /// Skip the payload by counting bytes (unknown size: skip to end of stream).
     Skip,
     /// Descend: the payload is a sequence of child elements.
@@ -41,14 +41,14 @@ pub enum Action<M, L> {
 
 /// An open container element.
 #[derive(Debug, Clone, Copy)]
-pub struct Frame<M> {
+pub(super) struct Frame<M> {
     pub master: M,
     /// Absolute end offset; `None` for unknown-size elements.
     pub end: Option<u64>,
 }
 
 /// Format-specific rules plugged into the [`Walker`].
-pub trait Grammar {
+pub(super) trait Grammar {
     type Master: Copy;
     type Leaf: Copy;
     /// Total header length implied by the bytes read so far; a value larger
@@ -84,7 +84,7 @@ enum State<L> {
 }
 
 /// Incremental walker; see the module docs.
-pub struct Walker<G: Grammar> {
+pub(super) struct Walker<G: Grammar> {
     pub grammar: G,
     pos: u64,
     state: State<G::Leaf>,
@@ -95,7 +95,7 @@ pub struct Walker<G: Grammar> {
 
 impl<G: Grammar> Walker<G> {
     /// Creates a walker positioned at stream offset 0.
-    pub fn new(grammar: G) -> Self {
+    pub(super) fn new(grammar: G) -> Self {
         Walker {
             grammar,
             pos: 0,
@@ -107,17 +107,21 @@ impl<G: Grammar> Walker<G> {
     }
 
     /// Bytes currently buffered (always `<= MAX_BUF`).
-    pub fn buffered(&self) -> usize {
+    pub(super) fn buffered(&self) -> usize {
         self.buf_len
     }
 
     /// Number of open container elements (always `<= MAX_DEPTH`).
-    pub fn depth(&self) -> usize {
+    pub(super) fn depth(&self) -> usize {
         self.stack.len()
     }
 
     /// Consumes `input`; on error the walker must not be fed again.
-    pub fn feed(&mut self, mut input: &[u8], out: &mut Vec<ScanEvent>) -> Result<(), Reason> {
+    pub(super) fn feed(
+        &mut self,
+        mut input: &[u8],
+        out: &mut Vec<ScanEvent>,
+    ) -> Result<(), Reason> {
         loop {
             self.close_finished(out);
             if input.is_empty() {
@@ -129,7 +133,7 @@ impl<G: Grammar> Walker<G> {
     }
 
     /// Current absolute stream position.
-    pub fn pos(&self) -> u64 {
+    pub(super) fn pos(&self) -> u64 {
         self.pos
     }
 

@@ -12,7 +12,7 @@ use super::walker::{Action, Frame, Grammar, Header, Reason};
 use super::{ScanEvent, SizeField};
 
 /// EBML header magic (the EBML element ID).
-pub const EBML_MAGIC: [u8; 4] = [0x1A, 0x45, 0xDF, 0xA3];
+pub(super) const EBML_MAGIC: [u8; 4] = [0x1A, 0x45, 0xDF, 0xA3];
 
 const EBML: u32 = 0x1A45_DFA3;
 const SEGMENT: u32 = 0x1853_8067;
@@ -36,7 +36,7 @@ const REFERENCE_BLOCK: u32 = 0xFB;
 const MAX_VIDEO_TRACKS: usize = 16;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Master {
+pub(super) enum Master {
     Segment,
     Tracks,
     TrackEntry,
@@ -45,7 +45,7 @@ pub enum Master {
 }
 
 #[derive(Debug, Clone, Copy)]
-pub enum Leaf {
+pub(super) enum Leaf {
     TrackNumber,
     TrackType,
     SimpleBlock,
@@ -61,7 +61,7 @@ struct ClusterState {
 
 /// WebM-specific scanning state (all fixed-size).
 #[derive(Debug, Default)]
-pub struct Webm {
+pub(super) struct Webm {
     segment_seen: bool,
     segment_size: Option<SizeField>,
     init_done: bool,

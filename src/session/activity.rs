@@ -14,13 +14,13 @@ use tokio::time::Instant;
 
 /// The time of the last bytes received, shared by a reader and its watcher.
 #[derive(Debug, Clone)]
-pub struct Activity {
+pub(super) struct Activity {
     base: Instant,
     last_nanos: Arc<AtomicU64>,
 }
 
 impl Activity {
-    pub fn new() -> Self {
+    pub(super) fn new() -> Self {
         Self {
             base: Instant::now(),
             last_nanos: Arc::new(AtomicU64::new(0)),
@@ -37,7 +37,7 @@ impl Activity {
     }
 
     /// Wraps a reader so that every read with data counts as activity.
-    pub fn track<R>(&self, inner: R) -> Tracked<R> {
+    pub(super) fn track<R>(&self, inner: R) -> Tracked<R> {
         Tracked {
             inner,
             activity: self.clone(),
@@ -45,7 +45,7 @@ impl Activity {
     }
 
     /// Runs `fut` until it completes (`Some`) or the client has sent nothing for `idle` (`None`).
-    pub async fn within_idle<F: Future>(&self, fut: F, idle: Duration) -> Option<F::Output> {
+    pub(super) async fn within_idle<F: Future>(&self, fut: F, idle: Duration) -> Option<F::Output> {
         tokio::pin!(fut);
         loop {
             let deadline = self.last() + idle;
@@ -60,7 +60,7 @@ impl Activity {
 
 /// A reader that records when data arrives.
 #[derive(Debug)]
-pub struct Tracked<R> {
+pub(super) struct Tracked<R> {
     inner: R,
     activity: Activity,
 }

@@ -3,12 +3,13 @@
 //! feed of chunks) per connection.
 
 mod activity;
-mod closer;
 pub mod frames;
 mod reader;
+mod signals;
 mod trickle;
 mod writer;
 
+use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,34 +21,39 @@ use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 use self::activity::Activity;
-pub use self::closer::Close;
-use self::closer::{Closer, Side};
+pub(crate) use self::signals::Close;
+use self::signals::{Side, Signals};
 use crate::hub::{Kind, PublisherClaim, Subscription};
 use crate::metrics::{Metrics, Open};
 
 pub(crate) type BoxRead = Box<dyn AsyncRead + Send + Unpin>;
 pub(crate) type BoxWrite = Box<dyn AsyncWrite + Send + Unpin>;
 
-/// Who the session is, for logs (never the key).
-#[derive(Debug, Clone)]
-pub struct SessionInfo {
-    pub id: u64,
-    pub ip: IpAddr,
-    pub channel: String,
-    pub kind: Kind,
-    pub metrics: Arc<Metrics>,
+/// A session in log lines: `#{id} ({ip})`, as the original's request lines.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Tag {
+    pub(crate) id: u64,
+    pub(crate) ip: IpAddr,
 }
 
-impl SessionInfo {
-    /// `#{id} ({ip})`, as the original's request lines.
-    pub fn tag(&self) -> String {
-        format!("#{} ({})", self.id, self.ip)
+impl fmt::Display for Tag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#{} ({})", self.id, self.ip)
     }
+}
+
+/// Who the session is, for logs (never the key).
+#[derive(Debug, Clone)]
+pub(crate) struct SessionInfo {
+    pub(crate) tag: Tag,
+    pub(crate) channel: String,
+    pub(crate) kind: Kind,
+    pub(crate) metrics: Arc<Metrics>,
 }
 
 /// Timers and bounds of one session.
 #[derive(Debug, Clone, Copy)]
-pub struct Limits {
+pub(crate) struct Limits {
     pub heartbeat: Duration,
     pub idle_timeout: Duration,
     pub max_message_bytes: usize,
@@ -71,7 +77,7 @@ fn split(upgraded: Upgraded, activity: &Activity) -> (BoxRead, BoxWrite) {
 }
 
 /// Runs a publisher until its connection ends; dropping the claim then ends the session.
-pub async fn run_publisher(
+pub(crate) async fn run_publisher(
     upgraded: Upgraded,
     info: SessionInfo,
     claim: PublisherClaim,
@@ -82,34 +88,34 @@ pub async fn run_publisher(
     let _open = Open::new(&info.metrics, info.kind.as_str());
     let activity = Activity::new();
     let (read, write) = split(upgraded, &activity);
-    let session = claim.activate(stream_id);
+    let broadcast = claim.activate(stream_id);
     let kill = claim.kill_token();
-    let closer = Arc::new(Closer::default());
+    let signals = Arc::new(Signals::default());
     let writer = tokio::spawn(writer::run(
         write,
         writer::Source::None,
-        closer.clone(),
+        signals.clone(),
         limits,
         info.clone(),
         shutdown.clone(),
     ));
-    let input = reader::Input::Publisher(reader::parser(read));
-    let read_loop = reader::run(input, &activity, Some(session), &closer, limits, &info);
+    let input = reader::Input::Parser(reader::parser(read));
+    let read_loop = reader::run(input, &activity, Some(broadcast), &signals, limits, &info);
     tokio::select! {
         () = read_loop => {}
-        () = closer.closed(Side::Reader) => {}
-        () = kill.cancelled() => closer.close(Close::KILLED),
-        () = shutdown.cancelled() => closer.close(Close::SHUTDOWN),
+        () = signals.closed(Side::Reader) => {}
+        () = kill.cancelled() => signals.close(Close::KILLED),
+        () = shutdown.cancelled() => signals.close(Close::SHUTDOWN),
     }
-    closer.close(Close::END_OF_STREAM);
+    signals.close(Close::END_OF_STREAM);
     // The writer sends the close frame; it is bounded by its own timeout.
     let _ = writer.await;
     drop(claim);
-    tracing::info!(target: "request", channel = %info.channel, reason = closer.reason().reason, "{} publish end", info.tag());
+    tracing::info!(target: "request", channel = %info.channel, reason = signals.reason().reason, "{} publish end", info.tag);
 }
 
 /// Runs a receiver or probe until its feed ends or its connection does.
-pub async fn run_receiver(
+pub(crate) async fn run_receiver(
     upgraded: Upgraded,
     info: SessionInfo,
     subscription: Subscription,
@@ -119,23 +125,23 @@ pub async fn run_receiver(
     let _open = Open::new(&info.metrics, info.kind.as_str());
     let activity = Activity::new();
     let (read, write) = split(upgraded, &activity);
-    let closer = Arc::new(Closer::default());
+    let signals = Arc::new(Signals::default());
     let source = writer::Source::from(subscription);
     let writer = tokio::spawn(writer::run(
         write,
         source,
-        closer.clone(),
+        signals.clone(),
         limits,
         info.clone(),
         shutdown.clone(),
     ));
-    let input = reader::Input::Receiver(trickle::Trickle::new(read));
-    let read_loop = reader::run(input, &activity, None, &closer, limits, &info);
+    let input = reader::Input::Trickle(trickle::Trickle::new(read));
+    let read_loop = reader::run(input, &activity, None, &signals, limits, &info);
     tokio::select! {
         () = read_loop => {}
-        () = closer.closed(Side::Reader) => {}
-        () = shutdown.cancelled() => closer.close(Close::SHUTDOWN),
+        () = signals.closed(Side::Reader) => {}
+        () = shutdown.cancelled() => signals.close(Close::SHUTDOWN),
     }
     let _ = writer.await;
-    tracing::info!(target: "request", channel = %info.channel, kind = info.kind.as_str(), reason = closer.reason().reason, "{} play end", info.tag());
+    tracing::info!(target: "request", channel = %info.channel, kind = info.kind.as_str(), reason = signals.reason().reason, "{} play end", info.tag);
 }

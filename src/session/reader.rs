@@ -1,5 +1,5 @@
 //! The read side of a session: frames in, messages reassembled under the size
-//! bound, liveness tracked; a publisher's binary messages go to its session.
+//! bound, liveness tracked; a publisher's binary messages go to its broadcast.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -10,10 +10,10 @@ use std::future::{poll_fn, Future};
 use std::task::Poll;
 
 use super::activity::Activity;
-use super::closer::{Close, Closer};
+use super::signals::{Close, Signals};
 use super::trickle::{OwnedFrame, Trickle};
 use super::{BoxRead, Limits, SessionInfo};
-use crate::hub::Session;
+use crate::hub::Broadcast;
 
 /// Chunks appended before receivers are woken even if more are ready to read.
 const WAKE_EVERY: usize = 16;
@@ -33,18 +33,20 @@ const TRICKLE_MAX_FRAME: usize = 1024;
 /// Where frames come from: a long-lived parser for publishers (and receivers that
 /// send data), a trickle for the others.
 pub(super) enum Input {
-    Publisher(WebSocketRead<BoxRead>),
-    Receiver(Trickle<BoxRead>),
+    /// A regular frame parser: publishers, and receivers that sent a large message.
+    Parser(WebSocketRead<BoxRead>),
+    /// Byte-at-a-time reads for the small, rare messages receivers send.
+    Trickle(Trickle<BoxRead>),
 }
 
 impl Input {
     async fn frame(&mut self, max_message: usize) -> Result<OwnedFrame, WebSocketError> {
         let trickle = match self {
-            Self::Publisher(read) => {
+            Self::Parser(read) => {
                 let mut ignore = |_| async { Ok::<(), std::io::Error>(()) };
                 return read.read_frame(&mut ignore).await.map(OwnedFrame::from);
             }
-            Self::Receiver(trickle) => trickle,
+            Self::Trickle(trickle) => trickle,
         };
         if !trickle.ready().await? {
             return Err(WebSocketError::UnexpectedEOF);
@@ -56,7 +58,7 @@ impl Input {
             let old = std::mem::replace(trickle, Trickle::new(placeholder));
             let mut read = parser(old.into_reader());
             read.set_max_message_size(max_message);
-            *self = Self::Publisher(read);
+            *self = Self::Parser(read);
         }
         Ok(frame)
     }
@@ -70,17 +72,17 @@ pub(super) fn parser(read: BoxRead) -> WebSocketRead<BoxRead> {
     reader
 }
 
-/// Reads until the peer closes, fails, goes silent or breaks a bound; records why in `closer`.
+/// Reads until the peer closes, fails, goes silent or breaks a bound; records why in `signals`.
 pub(super) async fn run(
     mut input: Input,
     activity: &Activity,
-    session: Option<Arc<Session>>,
-    closer: &Closer,
+    broadcast: Option<Arc<Broadcast>>,
+    signals: &Signals,
     limits: Limits,
     info: &SessionInfo,
 ) {
     let max_frame = limits.max_message_bytes.saturating_add(1);
-    if let Input::Publisher(read) = &mut input {
+    if let Input::Parser(read) = &mut input {
         read.set_max_message_size(max_frame);
     }
     let mut partial: Option<Partial> = None;
@@ -99,24 +101,24 @@ pub(super) async fn run(
         let result = match first {
             Poll::Ready(result) => result,
             Poll::Pending => {
-                if let (Some(session), true) = (session.as_deref(), unannounced > 0) {
-                    session.wake_receivers();
+                if let (Some(broadcast), true) = (broadcast.as_deref(), unannounced > 0) {
+                    broadcast.wake_receivers();
                     unannounced = 0;
                 }
                 next.await
             }
         };
         let frame = match result {
-            None => return closer.close(Close::IDLE),
-            Some(Err(WebSocketError::FrameTooLarge)) => return too_big(closer, info),
+            None => return signals.close(Close::IDLE),
+            Some(Err(WebSocketError::FrameTooLarge)) => return too_big(signals, info),
             Some(Err(e)) => {
-                tracing::debug!(target: "request", error = %e, "{} read ended", info.tag());
+                tracing::debug!(target: "request", error = %e, "{} read ended", info.tag);
                 let close = if is_io(&e) {
                     Close::CLIENT_CLOSED
                 } else {
                     Close::PROTOCOL
                 };
-                return closer.close(close);
+                return signals.close(close);
             }
             Some(Ok(frame)) => frame,
         };
@@ -126,44 +128,44 @@ pub(super) async fn run(
             frame.fin && !matches!(frame.opcode, OpCode::Close | OpCode::Ping | OpCode::Pong);
         let payload = frame.payload;
         match frame.opcode {
-            OpCode::Close => return closer.close(Close::CLIENT_CLOSED),
+            OpCode::Close => return signals.close(Close::CLIENT_CLOSED),
             OpCode::Ping => {
-                closer.ping(payload.to_vec());
+                signals.ping(payload.to_vec());
             }
             OpCode::Pong => {}
             OpCode::Text | OpCode::Binary => {
                 if partial.is_some() {
-                    return closer.close(Close::PROTOCOL);
+                    return signals.close(Close::PROTOCOL);
                 }
-                let keep = frame.opcode == OpCode::Binary && session.is_some();
+                let keep = frame.opcode == OpCode::Binary && broadcast.is_some();
                 let mut message = Partial {
                     opcode: frame.opcode,
                     len: 0,
                     data: keep.then(BytesMut::new),
                 };
                 if !message.append(payload, limits.max_message_bytes) {
-                    return too_big(closer, info);
+                    return too_big(signals, info);
                 }
                 partial = Some(message);
             }
             OpCode::Continuation => {
                 let Some(message) = partial.as_mut() else {
-                    return closer.close(Close::PROTOCOL);
+                    return signals.close(Close::PROTOCOL);
                 };
                 if !message.append(payload, limits.max_message_bytes) {
-                    return too_big(closer, info);
+                    return too_big(signals, info);
                 }
             }
         }
         let delivered = completes
             && partial
                 .take()
-                .is_some_and(|message| deliver(message, session.as_deref(), &mut stats, info));
+                .is_some_and(|message| deliver(message, broadcast.as_deref(), &mut stats, info));
         if delivered {
             unannounced += 1;
-        } else if let (Some(session), true) = (session.as_deref(), unannounced > 0) {
+        } else if let (Some(broadcast), true) = (broadcast.as_deref(), unannounced > 0) {
             // Any other frame (ping, text, a fragment) announces what came before it.
-            session.wake_receivers();
+            broadcast.wake_receivers();
             unannounced = 0;
         }
     }
@@ -187,14 +189,14 @@ impl Partial {
     }
 }
 
-/// Appends a publisher's binary message to its session; true when a chunk was added.
+/// Appends a publisher's binary message to its broadcast; true when a chunk was added.
 fn deliver(
     message: Partial,
-    session: Option<&Session>,
+    broadcast: Option<&Broadcast>,
     stats: &mut Stats,
     info: &SessionInfo,
 ) -> bool {
-    let (Some(session), Some(data), OpCode::Binary) = (session, message.data, message.opcode)
+    let (Some(broadcast), Some(data), OpCode::Binary) = (broadcast, message.data, message.opcode)
     else {
         return false;
     };
@@ -202,13 +204,13 @@ fn deliver(
     stats.chunk(chunk.len(), info);
     info.metrics.chunks_in.inc();
     info.metrics.bytes_in.inc_by(chunk.len() as u64);
-    session.append(chunk);
+    broadcast.append(chunk);
     true
 }
 
-fn too_big(closer: &Closer, info: &SessionInfo) {
-    tracing::warn!(target: "request", "{} message over the size bound; closing", info.tag());
-    closer.close(Close::TOO_BIG);
+fn too_big(signals: &Signals, info: &SessionInfo) {
+    tracing::warn!(target: "request", "{} message over the size bound; closing", info.tag);
+    signals.close(Close::TOO_BIG);
 }
 
 fn is_io(e: &WebSocketError) -> bool {
@@ -237,11 +239,11 @@ impl Stats {
     fn chunk(&mut self, len: usize, info: &SessionInfo) {
         self.bytes += len as u64;
         self.chunks += 1;
-        tracing::debug!(target: "request", size = len, "{} chunk", info.tag());
+        tracing::debug!(target: "request", size = len, "{} chunk", info.tag);
         let elapsed = self.since.elapsed();
         if elapsed.as_secs() >= 10 {
             let kbps = self.bytes as f64 * 8.0 / 1000.0 / elapsed.as_secs_f64();
-            tracing::debug!(target: "request", kbps = kbps as u64, chunks = self.chunks, "{} bitrate", info.tag());
+            tracing::debug!(target: "request", kbps = kbps as u64, chunks = self.chunks, "{} bitrate", info.tag);
             *self = Self::new();
         }
     }

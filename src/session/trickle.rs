@@ -16,14 +16,14 @@ use tokio::io::{AsyncRead, AsyncReadExt, ReadBuf};
 const READ_SIZE: usize = 512;
 
 #[derive(Debug)]
-pub struct Trickle<R> {
+pub(super) struct Trickle<R> {
     inner: R,
     buf: Vec<u8>,
     pos: usize,
 }
 
 impl<R: AsyncRead + Unpin> Trickle<R> {
-    pub fn new(inner: R) -> Self {
+    pub(super) fn new(inner: R) -> Self {
         Self {
             inner,
             buf: Vec::new(),
@@ -32,7 +32,7 @@ impl<R: AsyncRead + Unpin> Trickle<R> {
     }
 
     /// Waits until at least one byte is buffered; false at end of stream.
-    pub async fn ready(&mut self) -> io::Result<bool> {
+    pub(super) async fn ready(&mut self) -> io::Result<bool> {
         if self.pos < self.buf.len() {
             return Ok(true);
         }
@@ -44,7 +44,7 @@ impl<R: AsyncRead + Unpin> Trickle<R> {
     }
 
     /// Reads exactly one frame (owned payload), with a parser that lives only for it.
-    pub async fn frame(&mut self, max_message: usize) -> Result<OwnedFrame, WebSocketError> {
+    pub(super) async fn frame(&mut self, max_message: usize) -> Result<OwnedFrame, WebSocketError> {
         let (mut parser, _) = after_handshake_split(&mut *self, tokio::io::sink(), Role::Server);
         parser.set_auto_close(false);
         parser.set_auto_pong(false);
@@ -55,7 +55,7 @@ impl<R: AsyncRead + Unpin> Trickle<R> {
     }
 
     /// The underlying reader, with the bytes still buffered here in front of it.
-    pub fn into_reader(self) -> Box<dyn AsyncRead + Send + Unpin>
+    pub(super) fn into_reader(self) -> Box<dyn AsyncRead + Send + Unpin>
     where
         R: Send + 'static,
     {
@@ -65,14 +65,14 @@ impl<R: AsyncRead + Unpin> Trickle<R> {
 
     /// Bytes currently held (for tests).
     #[cfg(test)]
-    pub fn buffered(&self) -> usize {
+    pub(super) fn buffered(&self) -> usize {
         self.buf.len() - self.pos
     }
 }
 
 /// A frame detached from its parser.
 #[derive(Debug)]
-pub struct OwnedFrame {
+pub(super) struct OwnedFrame {
     pub fin: bool,
     pub opcode: fastwebsockets::OpCode,
     pub payload: bytes::BytesMut,

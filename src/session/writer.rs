@@ -10,13 +10,13 @@ use tokio::io::AsyncWrite;
 use tokio::time::{interval_at, timeout, Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
-use super::closer::{Close, Closer, Side};
 use super::frames::{close_payload, write_frame, FrameWriter};
+use super::signals::{Close, Side, Signals};
 use super::{BoxWrite, Limits, SessionInfo};
 use crate::hub::{Feed, FeedEvent, InvalidKey, Subscription, WaitTicket};
 
 /// Text sent to a receiver whose key does not match the publisher's.
-pub const INVALID_KEY_TEXT: &str = "ERROR: Invalid streaming key";
+pub(super) const INVALID_KEY_TEXT: &str = "ERROR: Invalid streaming key";
 
 /// How long the close frame may take before the socket is just dropped.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -51,7 +51,7 @@ enum Step {
 pub(super) async fn run(
     mut w: BoxWrite,
     mut source: Source,
-    closer: Arc<Closer>,
+    signals: Arc<Signals>,
     limits: Limits,
     info: SessionInfo,
     shutdown: CancellationToken,
@@ -64,11 +64,11 @@ pub(super) async fn run(
     // Order matters on the hot path: a waiting chunk is found before the timer and the
     // close signal are polled; the flag check keeps a busy writer from missing a close.
     let step = loop {
-        if closer.is_closed() {
-            break Step::Close(closer.reason());
+        if signals.is_closed() {
+            break Step::Close(signals.reason());
         }
-        if let Some(pong) = closer.take_pong() {
-            let sent = control_write(&mut w, OpCode::Pong, &pong, &closer, limits).await;
+        if let Some(pong) = signals.take_pong() {
+            let sent = control_write(&mut w, OpCode::Pong, &pong, &signals, limits).await;
             if let Step::Abort = sent {
                 break Step::Abort;
             }
@@ -78,7 +78,7 @@ pub(super) async fn run(
             event = next_event(&mut source, &mut batch) => match event {
                 Event::Started(started) => start(&mut source, started, &info),
                 Event::Feed(event) => {
-                    let step = feed_step(event, &mut w, &mut source, &mut batch, &mut frames, &closer, &info).await;
+                    let step = feed_step(event, &mut w, &mut source, &mut batch, &mut frames, &signals, &info).await;
                     // A stream that ends because the server is shutting down says so (1001).
                     match step {
                         Step::Close(Close::END_OF_STREAM) if shutdown.is_cancelled() => Step::Close(Close::SHUTDOWN),
@@ -86,8 +86,8 @@ pub(super) async fn run(
                     }
                 }
             },
-            _ = heartbeat.tick() => control_write(&mut w, OpCode::Text, b"h", &closer, limits).await,
-            () = closer.signalled(Side::Writer) => Step::Continue,
+            _ = heartbeat.tick() => control_write(&mut w, OpCode::Text, b"h", &signals, limits).await,
+            () = signals.signalled(Side::Writer) => Step::Continue,
         };
         match step {
             Step::Continue => {}
@@ -95,14 +95,14 @@ pub(super) async fn run(
         }
     };
     if let Step::Close(close) = step {
-        closer.close(close);
+        signals.close(close);
         if close == Close::INVALID_KEY {
             let _ = timeout(CLOSE_TIMEOUT, send_error(&mut w)).await;
         }
         let payload = close_payload(close.code, close.reason);
         let _ = timeout(CLOSE_TIMEOUT, write_frame(&mut w, OpCode::Close, &payload)).await;
     } else {
-        closer.close(Close::PROTOCOL);
+        signals.close(Close::PROTOCOL);
     }
 }
 
@@ -112,7 +112,7 @@ async fn control_write<W: AsyncWrite + Unpin>(
     w: &mut W,
     opcode: OpCode,
     payload: &[u8],
-    closer: &Closer,
+    signals: &Signals,
     limits: Limits,
 ) -> Step {
     tokio::select! {
@@ -121,17 +121,17 @@ async fn control_write<W: AsyncWrite + Unpin>(
             Ok(result) => io_step(result),
             Err(_) => Step::Abort,
         },
-        () = closer.closed(Side::Writer) => Step::Abort,
+        () = signals.closed(Side::Writer) => Step::Abort,
     }
 }
 
 fn announce(source: &Source, info: &SessionInfo) {
     match source {
         Source::Waiting(_) => {
-            tracing::info!(target: "request", channel = %info.channel, kind = info.kind.as_str(), "{} play idle", info.tag())
+            tracing::info!(target: "request", channel = %info.channel, kind = info.kind.as_str(), "{} play idle", info.tag)
         }
         Source::Active(_) => {
-            tracing::info!(target: "request", channel = %info.channel, kind = info.kind.as_str(), "{} play start", info.tag())
+            tracing::info!(target: "request", channel = %info.channel, kind = info.kind.as_str(), "{} play start", info.tag)
         }
         Source::None | Source::Refused => {}
     }
@@ -168,7 +168,7 @@ fn start(source: &mut Source, started: Result<Feed, InvalidKey>, info: &SessionI
         }
         Err(InvalidKey) => {
             *source = Source::None;
-            tracing::info!(target: "request", channel = %info.channel, "{} invalid streaming key", info.tag());
+            tracing::info!(target: "request", channel = %info.channel, "{} invalid streaming key", info.tag);
             Step::Close(Close::INVALID_KEY)
         }
     }
@@ -180,7 +180,7 @@ async fn feed_step<W: AsyncWrite + Unpin>(
     source: &mut Source,
     batch: &mut Vec<Bytes>,
     frames: &mut FrameWriter,
-    closer: &Closer,
+    signals: &Signals,
     info: &SessionInfo,
 ) -> Step {
     let Source::Active(feed) = source else {
@@ -190,7 +190,7 @@ async fn feed_step<W: AsyncWrite + Unpin>(
         FeedEvent::End => Step::Close(Close::END_OF_STREAM),
         FeedEvent::Lagged(lagged) => kicked(
             lagged.behind_bytes,
-            closer,
+            signals,
             info,
             Step::Close(Close::LAGGING),
         ),
@@ -203,8 +203,8 @@ async fn feed_step<W: AsyncWrite + Unpin>(
                     info.metrics.bytes_out.inc_by(batch.iter().map(|c| c.len() as u64).sum());
                     io_step(result)
                 }
-                lagged = feed.lagged() => kicked(lagged.behind_bytes, closer, info, Step::Abort),
-                () = closer.closed(Side::Writer) => Step::Abort,
+                lagged = feed.lagged() => kicked(lagged.behind_bytes, signals, info, Step::Abort),
+                () = signals.closed(Side::Writer) => Step::Abort,
             };
             batch.clear();
             step
@@ -212,10 +212,10 @@ async fn feed_step<W: AsyncWrite + Unpin>(
     }
 }
 
-fn kicked(behind: u64, closer: &Closer, info: &SessionInfo, step: Step) -> Step {
+fn kicked(behind: u64, signals: &Signals, info: &SessionInfo, step: Step) -> Step {
     info.metrics.receivers_kicked.inc();
-    closer.close(Close::LAGGING);
-    tracing::warn!(target: "request", channel = %info.channel, behind_bytes = behind, "{} receiver too slow: over its queue bound, closing", info.tag());
+    signals.close(Close::LAGGING);
+    tracing::warn!(target: "request", channel = %info.channel, behind_bytes = behind, "{} receiver too slow: over its queue bound, closing", info.tag);
     step
 }
 
@@ -240,13 +240,13 @@ mod tests {
     async fn a_control_write_to_a_client_that_never_reads_gives_up() {
         // An 8-byte pipe whose other end is never read: the write cannot complete.
         let (mut w, _peer) = tokio::io::duplex(8);
-        let closer = Closer::default();
+        let signals = Signals::default();
         let started = std::time::Instant::now();
         let write = control_write(
             &mut w,
             OpCode::Pong,
             &[0; 100],
-            &closer,
+            &signals,
             limits(Duration::from_millis(200)),
         );
         let step = timeout(Duration::from_secs(5), write)
@@ -255,8 +255,8 @@ mod tests {
         assert!(matches!(step, Step::Abort));
         assert!(started.elapsed() >= Duration::from_millis(200));
 
-        let closer = Arc::new(Closer::default());
-        let c = closer.clone();
+        let signals = Arc::new(Signals::default());
+        let c = signals.clone();
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(50)).await;
             c.close(Close::IDLE);
@@ -266,7 +266,7 @@ mod tests {
             &mut w,
             OpCode::Text,
             &[0; 100],
-            &closer,
+            &signals,
             limits(Duration::from_secs(30)),
         );
         let step = timeout(Duration::from_secs(5), write)

@@ -1,6 +1,8 @@
 //! Test harness: the real binary on an ephemeral loopback port, raw HTTP and
 //! WebSocket clients, all bounded in time.
 #![allow(dead_code)]
+// Shared by several test crates: `pub` is how each crate reaches it.
+#![allow(unreachable_pub)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream as StdTcpStream};

@@ -9,7 +9,7 @@ use super::{ScanEvent, Scanner, MAX_BUFFERED};
 
 /// Real Chromium MediaRecorder recording (VP8 + Opus, unknown-size Segment and
 /// Clusters, 16 Clusters, keyframes at 0 s and 5.04 s).
-pub const CHROMIUM_FIXTURE: &str = concat!(
+pub(super) const CHROMIUM_FIXTURE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../shared/fixtures/chromium-mediarecorder-vp8-opus.webm"
 );

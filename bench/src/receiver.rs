@@ -17,7 +17,7 @@ const STUCK_DRAIN: Duration = Duration::from_secs(3);
 
 /// What one healthy receiver saw.
 #[derive(Debug, Default)]
-pub struct RecvReport {
+pub(crate) struct RecvReport {
     pub index: usize,
     pub checker: SeqChecker,
     pub latency: Histogram,
@@ -30,7 +30,7 @@ pub struct RecvReport {
 /// How a receiver that stopped reading ended, seen once it reads again while
 /// its publisher is still connected.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StuckEnd {
+pub(crate) enum StuckEnd {
     /// A close frame with this code (after `chunks` chunks).
     Closed { code: Option<u16>, chunks: u64 },
     /// EOF or reset without a close frame.
@@ -44,7 +44,7 @@ fn max_message(chunk: usize) -> usize {
 }
 
 /// Reads until the run is stopped, checking every chunk.
-pub async fn healthy(stream: TcpStream, shared: Arc<Shared>, index: usize) -> RecvReport {
+pub(crate) async fn healthy(stream: TcpStream, shared: Arc<Shared>, index: usize) -> RecvReport {
     let (mut reader, write) = Reader::new(stream, max_message(shared.plan.chunk));
     tokio::spawn(client::heartbeat(write, shared.masked, shared.stop.clone()));
     let mut r = RecvReport {
@@ -96,7 +96,7 @@ fn on_chunk(r: &mut RecvReport, shared: &Shared, data: &[u8], len: usize, full: 
 }
 
 /// Reads what each stuck receiver has left, in parallel, for a bounded time.
-pub async fn drain_stuck(streams: Vec<TcpStream>, chunk: usize) -> Vec<StuckEnd> {
+pub(crate) async fn drain_stuck(streams: Vec<TcpStream>, chunk: usize) -> Vec<StuckEnd> {
     let tasks: Vec<_> = streams
         .into_iter()
         .map(|s| tokio::spawn(drain_one(s, chunk)))

@@ -5,7 +5,7 @@ use std::fs;
 
 /// CPU seconds (user + system) and memory of one process at one moment.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Sample {
+pub(crate) struct Sample {
     pub cpu_s: f64,
     pub rss_kib: u64,
     pub hwm_kib: u64,
@@ -13,22 +13,22 @@ pub struct Sample {
 
 /// `"self"` or a PID, as in `/proc/{who}`.
 #[derive(Debug, Clone)]
-pub struct Proc {
+pub(crate) struct Proc {
     who: String,
 }
 
 impl Proc {
-    pub fn this() -> Proc {
+    pub(crate) fn this() -> Proc {
         Proc { who: "self".into() }
     }
 
-    pub fn pid(pid: u32) -> Proc {
+    pub(crate) fn pid(pid: u32) -> Proc {
         Proc {
             who: pid.to_string(),
         }
     }
 
-    pub fn sample(&self) -> Option<Sample> {
+    pub(crate) fn sample(&self) -> Option<Sample> {
         let stat = fs::read_to_string(format!("/proc/{}/stat", self.who)).ok()?;
         let status = fs::read_to_string(format!("/proc/{}/status", self.who)).ok()?;
         let ticks = rustix::param::clock_ticks_per_second().max(1) as f64;
@@ -40,13 +40,13 @@ impl Proc {
     }
 
     /// Resets the peak RSS (`VmHWM`) to the current RSS; false when not allowed.
-    pub fn reset_peak(&self) -> bool {
+    pub(crate) fn reset_peak(&self) -> bool {
         fs::write(format!("/proc/{}/clear_refs", self.who), "5").is_ok()
     }
 }
 
 /// utime + stime, in clock ticks, from a `/proc/PID/stat` line.
-pub fn cpu_ticks(stat: &str) -> Option<u64> {
+pub(crate) fn cpu_ticks(stat: &str) -> Option<u64> {
     // The command name may hold spaces and parentheses: fields follow the last ')'.
     let rest = &stat[stat.rfind(')')? + 1..];
     let mut fields = rest.split_whitespace().skip(11);
@@ -56,19 +56,19 @@ pub fn cpu_ticks(stat: &str) -> Option<u64> {
 }
 
 /// A `kB` line of `/proc/PID/status`.
-pub fn status_kib(status: &str, key: &str) -> Option<u64> {
+pub(crate) fn status_kib(status: &str, key: &str) -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with(key))?;
     line[key.len()..].split_whitespace().next()?.parse().ok()
 }
 
 /// What a process used between two samples.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Usage {
+pub(crate) struct Usage {
     pub cpu_s: f64,
     pub peak_rss_kib: u64,
 }
 
-pub fn usage(before: Option<Sample>, after: Option<Sample>) -> Option<Usage> {
+pub(crate) fn usage(before: Option<Sample>, after: Option<Sample>) -> Option<Usage> {
     let (b, a) = (before?, after?);
     Some(Usage {
         cpu_s: (a.cpu_s - b.cpu_s).max(0.0),
@@ -77,7 +77,7 @@ pub fn usage(before: Option<Sample>, after: Option<Sample>) -> Option<Usage> {
 }
 
 /// Raises the soft open-file limit to the hard one; returns the new soft limit.
-pub fn raise_nofile_limit() -> Option<u64> {
+pub(crate) fn raise_nofile_limit() -> Option<u64> {
     use rustix::process::{getrlimit, setrlimit, Resource};
     let mut lim = getrlimit(Resource::Nofile);
     if lim.current != lim.maximum {

@@ -12,7 +12,7 @@ use crate::traffic::{self, Outcome, Plan};
 
 /// Chunk size, rate and checking, shared by the traffic scenarios.
 #[derive(Debug, Clone)]
-pub struct Load {
+pub(crate) struct Load {
     pub chunk: usize,
     pub rate_bps: Option<f64>,
     pub window_bytes: usize,
@@ -22,7 +22,7 @@ pub struct Load {
 }
 
 impl Load {
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         let rate = match self.rate_bps {
             Some(r) => format!("{:.3} Mbit/s per publisher", r / 1e6),
             None => "max rate".into(),
@@ -35,7 +35,13 @@ impl Load {
         )
     }
 
-    pub fn plan(&self, channels: usize, receivers: usize, stuck: usize, tag: String) -> Plan {
+    pub(crate) fn plan(
+        &self,
+        channels: usize,
+        receivers: usize,
+        stuck: usize,
+        tag: String,
+    ) -> Plan {
         Plan {
             channels,
             receivers,
@@ -66,7 +72,7 @@ fn note_errors(name: &str, run: usize, o: &Outcome, errors: &mut u64) {
 
 /// M channels × K receivers against every target, `runs` times, interleaved.
 /// Returns the total error count.
-pub async fn compare(
+pub(crate) async fn compare(
     targets: &[&Target],
     load: &Load,
     channels: usize,
@@ -106,7 +112,12 @@ pub async fn compare(
 }
 
 /// K healthy receivers without, then with, S stuck ones, against one target.
-pub async fn slow(target: &Target, load: &Load, healthy: usize, stuck: usize) -> Result<u64> {
+pub(crate) async fn slow(
+    target: &Target,
+    load: &Load,
+    healthy: usize,
+    stuck: usize,
+) -> Result<u64> {
     let (mut without, mut with) = (Vec::new(), Vec::new());
     let mut errors = 0;
     let mut ends: Vec<StuckEnd> = Vec::new();

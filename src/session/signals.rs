@@ -12,45 +12,45 @@ use futures_util::task::AtomicWaker;
 
 /// Why and how a connection is closed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Close {
+pub(crate) struct Close {
     pub code: u16,
     pub reason: &'static str,
 }
 
 impl Close {
-    pub const END_OF_STREAM: Close = Close {
+    pub(crate) const END_OF_STREAM: Close = Close {
         code: 1000,
         reason: "end of stream",
     };
-    pub const CLIENT_CLOSED: Close = Close {
+    pub(crate) const CLIENT_CLOSED: Close = Close {
         code: 1000,
         reason: "",
     };
-    pub const KILLED: Close = Close {
+    pub(crate) const KILLED: Close = Close {
         code: 1000,
         reason: "stream killed",
     };
-    pub const SHUTDOWN: Close = Close {
+    pub(crate) const SHUTDOWN: Close = Close {
         code: 1001,
         reason: "server shutting down",
     };
-    pub const PROTOCOL: Close = Close {
+    pub(crate) const PROTOCOL: Close = Close {
         code: 1002,
         reason: "protocol error",
     };
-    pub const LAGGING: Close = Close {
+    pub(crate) const LAGGING: Close = Close {
         code: 1008,
         reason: "receiver too slow",
     };
-    pub const IDLE: Close = Close {
+    pub(crate) const IDLE: Close = Close {
         code: 1008,
         reason: "idle timeout",
     };
-    pub const INVALID_KEY: Close = Close {
+    pub(crate) const INVALID_KEY: Close = Close {
         code: 1008,
         reason: "invalid streaming key",
     };
-    pub const TOO_BIG: Close = Close {
+    pub(crate) const TOO_BIG: Close = Close {
         code: 1009,
         reason: "message too big",
     };
@@ -58,13 +58,13 @@ impl Close {
 
 /// Which of the session's two tasks waits.
 #[derive(Debug, Clone, Copy)]
-pub enum Side {
+pub(super) enum Side {
     Reader,
     Writer,
 }
 
 #[derive(Debug, Default)]
-pub struct Closer {
+pub(super) struct Signals {
     close: Mutex<Option<Close>>,
     closed: AtomicBool,
     pong: Mutex<Option<Vec<u8>>>,
@@ -73,9 +73,9 @@ pub struct Closer {
     writer: AtomicWaker,
 }
 
-impl Closer {
+impl Signals {
     /// Records `close` unless a reason was given before, and wakes both sides.
-    pub fn close(&self, close: Close) {
+    pub(super) fn close(&self, close: Close) {
         self.close
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -85,25 +85,25 @@ impl Closer {
         self.writer.wake();
     }
 
-    pub fn is_closed(&self) -> bool {
+    pub(super) fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Acquire)
     }
 
     /// The first reason given.
-    pub fn reason(&self) -> Close {
+    pub(super) fn reason(&self) -> Close {
         let slot = self.close.lock().unwrap_or_else(PoisonError::into_inner);
         slot.unwrap_or(Close::SHUTDOWN)
     }
 
     /// Asks the writer to answer a ping (only the latest is answered, as RFC 6455 allows).
-    pub fn ping(&self, payload: Vec<u8>) {
+    pub(super) fn ping(&self, payload: Vec<u8>) {
         *self.pong.lock().unwrap_or_else(PoisonError::into_inner) = Some(payload);
         self.pong_owed.store(true, Ordering::Release);
         self.writer.wake();
     }
 
     /// The pong to send, if a ping came in.
-    pub fn take_pong(&self) -> Option<Vec<u8>> {
+    pub(super) fn take_pong(&self) -> Option<Vec<u8>> {
         // Load first: the common case must not write to the shared flag.
         if !self.pong_owed.load(Ordering::Acquire) || !self.pong_owed.swap(false, Ordering::AcqRel)
         {
@@ -116,7 +116,7 @@ impl Closer {
     }
 
     /// Resolves once the session is closing, or (for the writer) a pong is owed.
-    pub async fn signalled(&self, side: Side) {
+    pub(super) async fn signalled(&self, side: Side) {
         let owed = matches!(side, Side::Writer);
         self.wait(side, || {
             self.is_closed() || (owed && self.pong_owed.load(Ordering::Acquire))
@@ -125,7 +125,7 @@ impl Closer {
     }
 
     /// Resolves once the session is closing (cancel-safe; one waiter per side).
-    pub async fn closed(&self, side: Side) {
+    pub(super) async fn closed(&self, side: Side) {
         self.wait(side, || self.is_closed()).await;
     }
 
@@ -155,29 +155,29 @@ mod tests {
 
     #[tokio::test]
     async fn first_reason_wins_and_both_sides_wake() {
-        let closer = std::sync::Arc::new(Closer::default());
-        let c = closer.clone();
+        let signals = std::sync::Arc::new(Signals::default());
+        let c = signals.clone();
         let reader = tokio::spawn(async move { c.closed(Side::Reader).await });
-        let c = closer.clone();
+        let c = signals.clone();
         let writer = tokio::spawn(async move { c.closed(Side::Writer).await });
         tokio::task::yield_now().await;
-        closer.close(Close::IDLE);
-        closer.close(Close::TOO_BIG);
+        signals.close(Close::IDLE);
+        signals.close(Close::TOO_BIG);
         reader.await.unwrap();
         writer.await.unwrap();
-        assert_eq!(closer.reason(), Close::IDLE);
-        closer.closed(Side::Writer).await;
+        assert_eq!(signals.reason(), Close::IDLE);
+        signals.closed(Side::Writer).await;
     }
 
     #[tokio::test]
     async fn a_ping_wakes_the_writer_once_with_the_latest_payload() {
-        let closer = Closer::default();
-        assert_eq!(closer.take_pong(), None);
-        closer.ping(vec![1]);
-        closer.ping(vec![2]);
-        closer.signalled(Side::Writer).await;
-        assert_eq!(closer.take_pong(), Some(vec![2]));
-        assert_eq!(closer.take_pong(), None);
-        assert!(!closer.is_closed());
+        let signals = Signals::default();
+        assert_eq!(signals.take_pong(), None);
+        signals.ping(vec![1]);
+        signals.ping(vec![2]);
+        signals.signalled(Side::Writer).await;
+        assert_eq!(signals.take_pong(), Some(vec![2]));
+        assert_eq!(signals.take_pong(), None);
+        assert!(!signals.is_closed());
     }
 }

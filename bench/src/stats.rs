@@ -8,7 +8,7 @@ const SUB: u64 = 64;
 /// A log-linear histogram of microsecond values; grows only as far as the
 /// largest value seen.
 #[derive(Debug, Default, Clone)]
-pub struct Histogram {
+pub(crate) struct Histogram {
     counts: Vec<u32>,
     total: u64,
     max: u64,
@@ -35,7 +35,7 @@ fn upper(i: usize) -> u64 {
 }
 
 impl Histogram {
-    pub fn record(&mut self, v: u64) {
+    pub(crate) fn record(&mut self, v: u64) {
         let i = index(v);
         if i >= self.counts.len() {
             self.counts.resize(i + 1, 0);
@@ -45,7 +45,7 @@ impl Histogram {
         self.max = self.max.max(v);
     }
 
-    pub fn merge(&mut self, other: &Histogram) {
+    pub(crate) fn merge(&mut self, other: &Histogram) {
         if other.counts.len() > self.counts.len() {
             self.counts.resize(other.counts.len(), 0);
         }
@@ -57,16 +57,16 @@ impl Histogram {
     }
 
     #[cfg(test)]
-    pub fn count(&self) -> u64 {
+    pub(crate) fn count(&self) -> u64 {
         self.total
     }
 
-    pub fn max(&self) -> u64 {
+    pub(crate) fn max(&self) -> u64 {
         self.max
     }
 
     /// The value at quantile `q` (0..=1), rounded up to its bucket's bound.
-    pub fn quantile(&self, q: f64) -> u64 {
+    pub(crate) fn quantile(&self, q: f64) -> u64 {
         if self.total == 0 {
             return 0;
         }
@@ -84,7 +84,7 @@ impl Histogram {
 
 /// Median, min and max of one metric over the runs.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Spread {
+pub(crate) struct Spread {
     pub median: f64,
     pub min: f64,
     pub max: f64,
@@ -93,7 +93,7 @@ pub struct Spread {
 impl Spread {
     /// `None` for an empty list; the median of an even count is the mean of
     /// the two middle values.
-    pub fn of(values: &[f64]) -> Option<Spread> {
+    pub(crate) fn of(values: &[f64]) -> Option<Spread> {
         if values.is_empty() {
             return None;
         }

@@ -28,7 +28,7 @@ const POLL: Duration = Duration::from_millis(5);
 
 /// What to send, to whom.
 #[derive(Debug, Clone)]
-pub struct Plan {
+pub(crate) struct Plan {
     pub channels: usize,
     pub receivers: usize,
     pub stuck: usize,
@@ -44,7 +44,7 @@ pub struct Plan {
 }
 
 /// State shared by the publishers and receivers of one run.
-pub struct Shared {
+pub(crate) struct Shared {
     pub epoch: Instant,
     pub plan: Plan,
     /// Per healthy receiver (channel-major): the next sequence number it expects;
@@ -59,12 +59,12 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn now_ns(&self) -> u64 {
+    pub(crate) fn now_ns(&self) -> u64 {
         self.epoch.elapsed().as_nanos() as u64
     }
 
     /// The slowest healthy receiver of channel `c`.
-    pub fn slowest(&self, c: usize) -> u64 {
+    pub(crate) fn slowest(&self, c: usize) -> u64 {
         let k = self.plan.receivers;
         self.progress[c * k..(c + 1) * k]
             .iter()
@@ -76,7 +76,7 @@ impl Shared {
 
 /// The result of one run.
 #[derive(Debug, Default)]
-pub struct Outcome {
+pub(crate) struct Outcome {
     pub delivered_bytes: u64,
     pub elapsed: Duration,
     pub published: u64,
@@ -94,7 +94,7 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    pub fn errors(&self) -> u64 {
+    pub(crate) fn errors(&self) -> u64 {
         self.lost + self.duplicated + self.reordered + self.corrupt + self.failed
     }
 }
@@ -104,7 +104,7 @@ fn path(plan: &Plan, c: usize, kind: &str) -> String {
 }
 
 /// Opens `count` connections to channel paths, at most `CONNECT_PARALLEL` at once.
-pub async fn connect_many(
+pub(crate) async fn connect_many(
     ep: &Endpoint,
     paths: Vec<String>,
     rcvbuf: Option<u32>,
@@ -133,7 +133,7 @@ pub async fn connect_many(
 }
 
 /// Runs `plan` against `ep`; `server` is sampled for CPU and peak RSS.
-pub async fn run(ep: &Endpoint, plan: &Plan, server: Option<&Proc>) -> Result<Outcome> {
+pub(crate) async fn run(ep: &Endpoint, plan: &Plan, server: Option<&Proc>) -> Result<Outcome> {
     let (m, k) = (plan.channels, plan.receivers);
     if let Some(p) = server {
         p.reset_peak();

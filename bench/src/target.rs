@@ -13,14 +13,14 @@ use crate::client::Endpoint;
 use crate::procstat::Proc;
 
 /// One side of a comparison: where to connect and which process to sample.
-pub struct Target {
+pub(crate) struct Target {
     pub name: &'static str,
     pub endpoint: Endpoint,
     pub proc: Option<Proc>,
 }
 
 /// Resolves a `ws://HOST:PORT` URL; refuses non-loopback hosts unless allowed.
-pub async fn server(url: &str, allow_remote: bool, pid: Option<u32>) -> Result<Target> {
+pub(crate) async fn server(url: &str, allow_remote: bool, pid: Option<u32>) -> Result<Target> {
     let parsed = url::Url::parse(url).with_context(|| format!("invalid --target {url:?}"))?;
     if parsed.scheme() != "ws" {
         bail!("--target must be a ws:// URL (wss is not supported)");
@@ -55,13 +55,13 @@ pub async fn server(url: &str, allow_remote: bool, pid: Option<u32>) -> Result<T
 }
 
 /// The ceiling relay child; killed when dropped.
-pub struct Relay {
+pub(crate) struct Relay {
     child: Child,
     pub target: Target,
 }
 
 impl Relay {
-    pub fn start() -> Result<Relay> {
+    pub(crate) fn start() -> Result<Relay> {
         let exe = std::env::current_exe()?;
         let mut child = Command::new(exe)
             .args(["relay", "--listen", "127.0.0.1:0"])

@@ -24,7 +24,7 @@ const READ_CHUNK: usize = 256 * 1024;
 type Channels = Arc<Mutex<HashMap<String, Vec<mpsc::Sender<Bytes>>>>>;
 
 /// Serves until killed; prints `relay listening on ADDR` first.
-pub async fn serve(listen: SocketAddr) -> Result<()> {
+pub(crate) async fn serve(listen: SocketAddr) -> Result<()> {
     let listener = TcpListener::bind(listen).await?;
     println!("relay listening on {}", listener.local_addr()?);
     let channels: Channels = Arc::default();
@@ -135,5 +135,5 @@ async fn receiver(stream: TcpStream, mut rx: mpsc::Receiver<Bytes>) -> Result<()
 
 async fn write_all(w: &mut tokio::net::tcp::OwnedWriteHalf, pieces: &[Bytes]) -> io::Result<()> {
     let mut slices: Vec<IoSlice<'_>> = pieces.iter().map(|b| IoSlice::new(b)).collect();
-    ws_stream_server::session::frames::write_all_vectored(w, &mut slices).await
+    ws_stream_server::frames::write_all_vectored(w, &mut slices).await
 }

@@ -83,7 +83,7 @@ async fn once(
 }
 
 /// Runs `idle` for each N on each target and prints one table per N.
-pub async fn run(
+pub(crate) async fn run(
     targets: &[&Target],
     counts: &[usize],
     channels: usize,

@@ -22,7 +22,7 @@ const STALL: Duration = Duration::from_secs(10);
 
 /// Publishes on channel `c` for the plan's duration; returns the chunk count.
 /// The connection stays open until the run stops, so receivers drain first.
-pub async fn publish(stream: TcpStream, shared: Arc<Shared>, c: usize) -> Result<u64> {
+pub(crate) async fn publish(stream: TcpStream, shared: Arc<Shared>, c: usize) -> Result<u64> {
     let (mut read, mut write) = stream.into_split();
     let stop = shared.stop.clone();
     // Server heartbeats (and anything else) are read and dropped.

@@ -2,9 +2,9 @@
 //! server and through its ceiling relay reports no errors; a relay that drops
 //! a chunk is caught; non-loopback targets are refused. No timing assertions.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -40,50 +40,74 @@ fn text(o: &Output) -> String {
     )
 }
 
-struct Server(Child);
+/// The real server, in-process through the library's `run()`, on 127.0.0.1:0;
+/// stopped when dropped.
+struct Server {
+    addr: std::net::SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<thread::JoinHandle<()>>,
+}
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+impl Server {
+    fn start() -> Server {
+        let vars = [
+            ("HTTP_PORT", "0"),
+            ("BIND_ADDRESS", "127.0.0.1"),
+            ("MAX_IP_CONCURRENT_CONNECTIONS", "1000"),
+        ];
+        let get = |name: &str| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        };
+        let config = ws_stream_server::config::Config::from_lookup(get)
+            .expect("valid configuration")
+            .config;
+        let (addr_tx, addr_rx) = mpsc::channel();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = thread::spawn(move || {
+            let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+            runtime.block_on(async move {
+                let listeners = ws_stream_server::Listeners::bind(&config)
+                    .await
+                    .expect("bind");
+                let _ = addr_tx.send(listeners.plain.local_addr().expect("address"));
+                let shutdown = async {
+                    let _ = stopped.await;
+                };
+                ws_stream_server::run(config, listeners, shutdown)
+                    .await
+                    .expect("server runs");
+            });
+        });
+        let addr = addr_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("server address");
+        Server {
+            addr,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
     }
 }
 
-/// The real server on 127.0.0.1:0; returns it with its address.
-fn server() -> (Server, String) {
-    let dir = std::env::temp_dir();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ws-stream-server"))
-        .env_clear()
-        .current_dir(dir)
-        .env("HTTP_PORT", "0")
-        .env("BIND_ADDRESS", "127.0.0.1")
-        .env("MAX_IP_CONCURRENT_CONNECTIONS", "1000")
-        .env("LOG_REQUESTS", "NO")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start ws-stream-server");
-    let stdout = child.stdout.take().expect("server stdout");
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(a) = line.split("listening on http://").nth(1) {
-                let _ = tx.send(a.trim().to_owned());
-            }
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
         }
-    });
-    let server = Server(child);
-    let addr = rx
-        .recv_timeout(Duration::from_secs(10))
-        .expect("server start-up line");
-    (server, addr)
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 #[test]
 fn fanout_through_the_real_server_and_the_ceiling_has_no_errors() {
-    let (srv, addr) = server();
-    let target = format!("ws://{addr}");
-    let pid = srv.0.id().to_string();
+    let srv = Server::start();
+    let target = format!("ws://{}", srv.addr);
+    // The server runs in this process: its CPU time is this process's.
+    let pid = std::process::id().to_string();
     let o = bench(&[
         "--target",
         &target,

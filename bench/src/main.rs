@@ -2,29 +2,17 @@
 //! `ws://HOST:PORT/{channel}/{key}/{publish|receive}`, compared in the same run
 //! with a minimal relay (the loopback ceiling). See BENCHMARKS.md.
 
-#[path = "ws-stream-bench/chunk.rs"]
 mod chunk;
-#[path = "ws-stream-bench/client.rs"]
 mod client;
-#[path = "ws-stream-bench/idle.rs"]
 mod idle;
-#[path = "ws-stream-bench/procstat.rs"]
 mod procstat;
-#[path = "ws-stream-bench/publisher.rs"]
 mod publisher;
-#[path = "ws-stream-bench/receiver.rs"]
 mod receiver;
-#[path = "ws-stream-bench/relay.rs"]
 mod relay;
-#[path = "ws-stream-bench/report.rs"]
 mod report;
-#[path = "ws-stream-bench/scenario.rs"]
 mod scenario;
-#[path = "ws-stream-bench/stats.rs"]
 mod stats;
-#[path = "ws-stream-bench/target.rs"]
 mod target;
-#[path = "ws-stream-bench/traffic.rs"]
 mod traffic;
 
 use std::net::SocketAddr;

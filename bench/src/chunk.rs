@@ -9,30 +9,30 @@
 use std::collections::BTreeSet;
 
 /// Bytes before the payload: seq, send time, seed.
-pub const HEADER_LEN: usize = 24;
+pub(crate) const HEADER_LEN: usize = 24;
 /// Smallest chunk the tool sends: the header plus one payload word.
-pub const MIN_CHUNK: usize = HEADER_LEN + 8;
+pub(crate) const MIN_CHUNK: usize = HEADER_LEN + 8;
 /// Gaps remembered to tell a late chunk from a duplicate.
 const MAX_REMEMBERED_GAPS: usize = 4096;
 const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
 
 /// The header fields of a verified chunk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Stamp {
+pub(crate) struct Stamp {
     pub seq: u64,
     pub sent_ns: u64,
 }
 
 /// Why a chunk's content is wrong.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Corruption {
+pub(crate) enum Corruption {
     Length { expected: usize, got: usize },
     Seed,
     Payload { word: usize },
 }
 
 /// The seed of chunk `seq` (splitmix64).
-pub fn seed_of(seq: u64) -> u64 {
+pub(crate) fn seed_of(seq: u64) -> u64 {
     let mut z = seq.wrapping_add(GOLDEN);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
@@ -44,7 +44,7 @@ fn word(seed: u64, k: usize) -> u64 {
 }
 
 /// Writes chunk `seq` into `buf` (its whole length is the chunk).
-pub fn fill(buf: &mut [u8], seq: u64, sent_ns: u64) {
+pub(crate) fn fill(buf: &mut [u8], seq: u64, sent_ns: u64) {
     let seed = seed_of(seq);
     buf[0..8].copy_from_slice(&seq.to_le_bytes());
     buf[8..16].copy_from_slice(&sent_ns.to_le_bytes());
@@ -76,7 +76,7 @@ fn word_ok(payload: &[u8], seed: u64, k: usize) -> bool {
 }
 
 /// Checks a received chunk; `full` checks every payload word.
-pub fn verify(data: &[u8], expected_len: usize, full: bool) -> Result<Stamp, Corruption> {
+pub(crate) fn verify(data: &[u8], expected_len: usize, full: bool) -> Result<Stamp, Corruption> {
     if data.len() != expected_len || data.len() < MIN_CHUNK {
         return Err(Corruption::Length {
             expected: expected_len,
@@ -105,7 +105,7 @@ pub fn verify(data: &[u8], expected_len: usize, full: bool) -> Result<Stamp, Cor
 }
 
 /// XORs `payload` with a WebSocket masking key (RFC 6455 §5.3).
-pub fn apply_mask(payload: &mut [u8], key: [u8; 4]) {
+pub(crate) fn apply_mask(payload: &mut [u8], key: [u8; 4]) {
     let k32 = u32::from_ne_bytes(key) as u64;
     let k64 = k32 | (k32 << 32);
     let mut words = payload.chunks_exact_mut(8);
@@ -123,7 +123,7 @@ pub fn apply_mask(payload: &mut [u8], key: [u8; 4]) {
 
 /// What one sequence number tells about the stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     InOrder,
     /// `n` chunks were skipped before this one.
     Gap(u64),
@@ -134,7 +134,7 @@ pub enum Verdict {
 
 /// Order, loss and duplication accounting for one receiver.
 #[derive(Debug, Default, Clone)]
-pub struct SeqChecker {
+pub(crate) struct SeqChecker {
     next: u64,
     missing: BTreeSet<u64>,
     pub lost: u64,
@@ -144,11 +144,11 @@ pub struct SeqChecker {
 
 impl SeqChecker {
     /// The next sequence number expected (= chunks accounted for).
-    pub fn next(&self) -> u64 {
+    pub(crate) fn next(&self) -> u64 {
         self.next
     }
 
-    pub fn observe(&mut self, seq: u64) -> Verdict {
+    pub(crate) fn observe(&mut self, seq: u64) -> Verdict {
         if seq == self.next {
             self.next += 1;
             return Verdict::InOrder;
@@ -177,7 +177,7 @@ impl SeqChecker {
 
     /// Counts the chunks after the last one seen as lost; `published` is the
     /// number of chunks the publisher sent.
-    pub fn finish(&mut self, published: u64) {
+    pub(crate) fn finish(&mut self, published: u64) {
         if published > self.next {
             self.lost += published - self.next;
             self.next = published;
@@ -185,7 +185,7 @@ impl SeqChecker {
     }
 
     #[cfg(test)]
-    pub fn errors(&self) -> u64 {
+    pub(crate) fn errors(&self) -> u64 {
         self.lost + self.duplicated + self.reordered
     }
 }

@@ -16,14 +16,14 @@ use tokio::net::{TcpSocket, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 /// Interval of the `h` text message clients send.
-pub const HEARTBEAT: Duration = Duration::from_secs(20);
+pub(crate) const HEARTBEAT: Duration = Duration::from_secs(20);
 const MAX_HEAD: usize = 8192;
 /// Retries of `peek` while the response head is incomplete (2 ms apart).
 const MAX_PEEKS: usize = 2500;
 
 /// Where connections go and how publishers frame their chunks.
 #[derive(Debug, Clone)]
-pub struct Endpoint {
+pub(crate) struct Endpoint {
     pub addr: SocketAddr,
     pub host: String,
     /// Publishers mask their frames (a real server); the ceiling relay gets
@@ -32,7 +32,7 @@ pub struct Endpoint {
 }
 
 /// Opens a WebSocket to `path`; `rcvbuf` shrinks the receive buffer first.
-pub async fn connect(ep: &Endpoint, path: &str, rcvbuf: Option<u32>) -> Result<TcpStream> {
+pub(crate) async fn connect(ep: &Endpoint, path: &str, rcvbuf: Option<u32>) -> Result<TcpStream> {
     let socket = if ep.addr.is_ipv4() {
         TcpSocket::new_v4()?
     } else {
@@ -79,7 +79,7 @@ async fn read_head(stream: &mut TcpStream) -> Result<String> {
 }
 
 /// The head of a final frame; with `mask` the masking key follows the length.
-pub fn frame_head(opcode: u8, len: usize, mask: Option<[u8; 4]>) -> Vec<u8> {
+pub(crate) fn frame_head(opcode: u8, len: usize, mask: Option<[u8; 4]>) -> Vec<u8> {
     let mut h = Vec::with_capacity(14);
     h.push(0x80 | opcode);
     let m = if mask.is_some() { 0x80 } else { 0 };
@@ -99,7 +99,7 @@ pub fn frame_head(opcode: u8, len: usize, mask: Option<[u8; 4]>) -> Vec<u8> {
 }
 
 /// A whole text frame `h` as this endpoint's publishers and receivers send it.
-pub fn heartbeat_frame(masked: bool) -> Vec<u8> {
+pub(crate) fn heartbeat_frame(masked: bool) -> Vec<u8> {
     let key = [0x5a, 0x1b, 0x3c, 0x7d];
     let mut f = frame_head(0x1, 1, masked.then_some(key));
     f.push(if masked { b'h' ^ key[0] } else { b'h' });
@@ -107,7 +107,7 @@ pub fn heartbeat_frame(masked: bool) -> Vec<u8> {
 }
 
 /// Sends the client heartbeat until cancelled or the socket fails.
-pub async fn heartbeat(mut w: OwnedWriteHalf, masked: bool, stop: CancellationToken) {
+pub(crate) async fn heartbeat(mut w: OwnedWriteHalf, masked: bool, stop: CancellationToken) {
     let frame = heartbeat_frame(masked);
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + HEARTBEAT, HEARTBEAT);
     loop {
@@ -124,19 +124,19 @@ pub async fn heartbeat(mut w: OwnedWriteHalf, masked: bool, stop: CancellationTo
 }
 
 /// What a receiver reads next.
-pub enum Event<'a> {
+pub(crate) enum Event<'a> {
     Binary(&'a [u8]),
     Close,
 }
 
 /// The read side of a receiving WebSocket: whole messages, text ignored.
-pub struct Reader {
+pub(crate) struct Reader {
     ws: FragmentCollectorRead<OwnedReadHalf>,
 }
 
 impl Reader {
     /// Splits `stream`: the write half goes to the heartbeat task.
-    pub fn new(stream: TcpStream, max_message: usize) -> (Reader, OwnedWriteHalf) {
+    pub(crate) fn new(stream: TcpStream, max_message: usize) -> (Reader, OwnedWriteHalf) {
         let (read, write) = stream.into_split();
         // Replies to pings and closes are not needed: the write side is a sink.
         let (mut ws, _) = after_handshake_split(read, tokio::io::sink(), Role::Client);
@@ -152,7 +152,7 @@ impl Reader {
 
     /// Calls `on` with each message until it returns false, the peer closes,
     /// or the socket fails (`Err`).
-    pub async fn run<F>(&mut self, mut on: F) -> Result<Option<u16>, WebSocketError>
+    pub(crate) async fn run<F>(&mut self, mut on: F) -> Result<Option<u16>, WebSocketError>
     where
         F: FnMut(Event<'_>) -> bool,
     {

@@ -5,7 +5,7 @@ use crate::stats::Spread;
 use crate::traffic::Outcome;
 
 /// Names of the figures of a traffic run, in table order.
-pub const TRAFFIC: [&str; 10] = [
+pub(crate) const TRAFFIC: [&str; 10] = [
     "delivered MB/s",
     "chunks/s",
     "latency p50 ms",
@@ -19,7 +19,7 @@ pub const TRAFFIC: [&str; 10] = [
 ];
 
 /// The figures of one run, `None` where not measured.
-pub fn traffic_figures(o: &Outcome) -> Vec<Option<f64>> {
+pub(crate) fn traffic_figures(o: &Outcome) -> Vec<Option<f64>> {
     let secs = o.elapsed.as_secs_f64().max(1e-9);
     let gbit = o.delivered_bytes as f64 * 8.0 / 1e9;
     let ms = |us: u64| us as f64 / 1000.0;
@@ -38,7 +38,7 @@ pub fn traffic_figures(o: &Outcome) -> Vec<Option<f64>> {
 }
 
 /// Per-metric spreads over runs: `runs[r][m]`.
-pub fn spreads(runs: &[Vec<Option<f64>>], metrics: usize) -> Vec<Option<Spread>> {
+pub(crate) fn spreads(runs: &[Vec<Option<f64>>], metrics: usize) -> Vec<Option<Spread>> {
     (0..metrics)
         .map(|m| {
             let v: Vec<f64> = runs
@@ -72,7 +72,7 @@ fn fmt(v: f64) -> String {
 }
 
 /// Prints a markdown table: one column per side, then `left/right`.
-pub fn table(title: &str, names: &[&str], sides: &[(&str, Vec<Option<Spread>>)]) {
+pub(crate) fn table(title: &str, names: &[&str], sides: &[(&str, Vec<Option<Spread>>)]) {
     println!("\n### {title}\n");
     let mut header = String::from("| metric |");
     let mut rule = String::from("| --- |");

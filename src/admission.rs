@@ -1,0 +1,209 @@
+//! Admission of streaming requests (docs/PROTOCOL.md §2.2): the checks in
+//! their order, the channel claim and the coordinator's verdict for
+//! publishers, the whitelist for receivers, then the upgrade and the session
+//! task.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::Request;
+use hyper::body::Incoming;
+
+use crate::access::IpSlot;
+use crate::front_door::{self, Refusal};
+use crate::http::Answer;
+use crate::hub::Kind;
+use crate::metrics::{OutcomeLabel, ReasonLabel};
+use crate::server::Shared;
+use crate::session::{self, Limits, SessionInfo, Tag};
+
+type UpgradeFut = fastwebsockets::upgrade::UpgradeFut;
+
+/// A streaming request that passed the checks every kind shares.
+struct Admitted<'a> {
+    shared: &'a Arc<Shared>,
+    info: SessionInfo,
+    key: &'a str,
+    slot: IpSlot,
+}
+
+/// Answers `/{channel}/{key}/{kind}`: a refusal, or `101` with the session spawned.
+pub(crate) async fn admit(
+    req: &mut Request<Incoming>,
+    ip: IpAddr,
+    shared: &Arc<Shared>,
+    channel: &str,
+    key: &str,
+    kind: &str,
+) -> Answer {
+    let tag = Tag {
+        id: shared.next_session_id(),
+        ip,
+    };
+    let admitted = match common_checks(shared, tag, channel, key, kind) {
+        Ok(admitted) => admitted,
+        Err(refusal) => return refused(shared, tag, refusal),
+    };
+    let result = if admitted.info.kind == Kind::Publish {
+        publish(req, admitted).await
+    } else {
+        receive(req, admitted)
+    };
+    result.unwrap_or_else(|refusal| refused(shared, tag, refusal))
+}
+
+/// The per-IP limit, then channel, key and kind, in the original's order.
+fn common_checks<'a>(
+    shared: &'a Arc<Shared>,
+    tag: Tag,
+    channel: &str,
+    key: &'a str,
+    kind: &str,
+) -> Result<Admitted<'a>, Refusal> {
+    let slot = shared
+        .limiter
+        .acquire(tag.ip)
+        .ok_or(Refusal::TooManyRequests)?;
+    let kind = front_door::validate(channel, key, kind, shared.config.id_max_length)?;
+    tracing::info!(target: "request", channel, kind = kind.as_str(), "{tag} request");
+    let info = SessionInfo {
+        tag,
+        channel: channel.to_owned(),
+        kind,
+        metrics: shared.metrics.clone(),
+    };
+    Ok(Admitted {
+        shared,
+        info,
+        key,
+        slot,
+    })
+}
+
+fn refused(shared: &Shared, tag: Tag, refusal: Refusal) -> Answer {
+    let reason = refusal.label();
+    shared
+        .metrics
+        .refused
+        .get_or_create(&ReasonLabel { reason })
+        .inc();
+    tracing::info!(target: "request", status = refusal.status().as_u16(), "{tag} refused: {refusal}");
+    refusal.response()
+}
+
+async fn publish(req: &mut Request<Incoming>, a: Admitted<'_>) -> Result<Answer, Refusal> {
+    let Admitted {
+        shared,
+        info,
+        key,
+        slot,
+    } = a;
+    let (channel, tag) = (info.channel.as_str(), info.tag);
+    let claim = shared
+        .hub
+        .claim(channel, key)
+        .map_err(|_| Refusal::AlreadyPublishing)?;
+    front_door::check_upgrade(req.method(), req.headers())?;
+    let ticket = match &shared.control {
+        None => None,
+        Some(control) => {
+            tracing::info!(target: "request", channel, "{tag} publish request sent to the coordinator");
+            let answer = control.authorize(channel, key, tag.ip).await;
+            let outcome = answer.as_ref().map_or_else(|d| d.label(), |_| "accepted");
+            shared
+                .metrics
+                .publish_requests
+                .get_or_create(&OutcomeLabel { outcome })
+                .inc();
+            match answer {
+                Ok(ticket) => Some(ticket),
+                Err(denied) => {
+                    tracing::info!(target: "request", channel, reason = %denied, "{tag} publish denied");
+                    return Err(Refusal::PublishDenied);
+                }
+            }
+        }
+    };
+    let (response, upgrade) = upgrade(req)?;
+    let stream_id = ticket.as_ref().map(|t| t.stream_id.clone());
+    if let Some(id) = &stream_id {
+        claim.set_stream_id(id);
+    }
+    tracing::info!(target: "request", channel, stream_id = stream_id.as_deref().unwrap_or(""), "{tag} publish accepted");
+    let limits = limits(shared, Kind::Publish);
+    let upgrade_timeout = shared.config.upgrade_timeout;
+    let drain = shared.drain.signal.clone();
+    shared.drain.spawn(async move {
+        let _slot = slot;
+        if let Some(io) = finish_upgrade(upgrade, upgrade_timeout, &info).await {
+            session::run_publisher(io, info, claim, stream_id, limits, drain).await;
+        }
+        // The claim is gone (receivers closed, channel freed); PUBLISH-END goes last.
+        drop(ticket);
+    });
+    Ok(response)
+}
+
+fn receive(req: &mut Request<Incoming>, a: Admitted<'_>) -> Result<Answer, Refusal> {
+    let Admitted {
+        shared,
+        info,
+        key,
+        slot,
+    } = a;
+    if !shared.config.play_whitelist.contains(info.tag.ip) {
+        return Err(Refusal::NotWhitelisted);
+    }
+    front_door::check_upgrade(req.method(), req.headers())?;
+    let (response, upgrade) = upgrade(req)?;
+    let hub = shared.hub.clone();
+    let key = key.to_owned();
+    let limits = limits(shared, info.kind);
+    let upgrade_timeout = shared.config.upgrade_timeout;
+    let drain = shared.drain.signal.clone();
+    shared.drain.spawn(async move {
+        let _slot = slot;
+        if let Some(io) = finish_upgrade(upgrade, upgrade_timeout, &info).await {
+            let subscription = hub.subscribe(&info.channel, &key, info.kind);
+            session::run_receiver(io, info, subscription, limits, drain).await;
+        }
+    });
+    Ok(response)
+}
+
+fn limits(shared: &Shared, kind: Kind) -> Limits {
+    let config = &shared.config;
+    Limits {
+        heartbeat: config.heartbeat,
+        idle_timeout: config.idle_timeout,
+        max_message_bytes: if kind == Kind::Publish {
+            config.max_message_bytes
+        } else {
+            config.max_client_message_bytes
+        },
+    }
+}
+
+fn upgrade(req: &mut Request<Incoming>) -> Result<(Answer, UpgradeFut), Refusal> {
+    let (response, fut) = fastwebsockets::upgrade::upgrade(req).map_err(|_| Refusal::BadRequest)?;
+    Ok((response.map(|_| http_body_util::Full::default()), fut))
+}
+
+async fn finish_upgrade(
+    fut: UpgradeFut,
+    limit: Duration,
+    info: &SessionInfo,
+) -> Option<hyper::upgrade::Upgraded> {
+    match tokio::time::timeout(limit, fut).await {
+        Ok(Ok(ws)) => Some(ws.into_inner().into_inner()),
+        Ok(Err(e)) => {
+            tracing::info!(target: "request", error = %e, "{} upgrade failed", info.tag);
+            None
+        }
+        Err(_) => {
+            tracing::info!(target: "request", "{} upgrade timed out", info.tag);
+            None
+        }
+    }
+}

@@ -1,0 +1,89 @@
+//! The one place HTTP answers are built, and the one function that serves an
+//! accepted connection with hyper (plain or TLS, public or operator listener).
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
+use http::{Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioTimer;
+use tokio_util::sync::CancellationToken;
+
+pub(crate) type Answer = Response<Full<Bytes>>;
+
+pub(crate) const TEXT_PLAIN: &str = "text/plain; charset=utf-8";
+
+/// An answer with a static body.
+pub(crate) fn text(status: StatusCode, body: &'static str) -> Answer {
+    with_body(status, TEXT_PLAIN, Bytes::from_static(body.as_bytes()))
+}
+
+/// An answer with any body and content type.
+pub(crate) fn with_body(status: StatusCode, content_type: &'static str, body: Bytes) -> Answer {
+    let mut response = Response::new(Full::new(body));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+/// A page of the built-in test client (revalidated on every load).
+pub(crate) fn asset(content_type: &'static str, body: &'static [u8]) -> Answer {
+    let mut response = with_body(StatusCode::OK, content_type, Bytes::from_static(body));
+    response
+        .headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+}
+
+/// Bounds of one HTTP connection.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ConnLimits {
+    /// Time to send a request head (the first one and each later one).
+    pub(crate) head_timeout: Duration,
+    pub(crate) max_head_bytes: usize,
+}
+
+/// Serves HTTP/1.1 on `io` until the client leaves or `drain` fires (then the
+/// connection finishes its current request and closes).
+pub(crate) async fn serve<I, H, F>(
+    io: I,
+    ip: IpAddr,
+    limits: ConnLimits,
+    drain: &CancellationToken,
+    handler: H,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    H: Fn(Request<Incoming>) -> F + Send + Clone + 'static,
+    F: Future<Output = Answer> + Send,
+{
+    let service = service_fn(move |req| {
+        let handler = handler.clone();
+        async move { Ok::<_, Infallible>(handler(req).await) }
+    });
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.head_timeout)
+        .max_buf_size(limits.max_head_bytes);
+    let conn = builder.serve_connection(io, service).with_upgrades();
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        result = conn.as_mut() => result,
+        () = drain.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(client.addr = %ip, error = %e, "http connection ended with an error");
+    }
+}

@@ -284,9 +284,9 @@ async fn fragmented_mp4_h264_aac() {
 async fn chromium_recording_with_clear_cache_then_late_joiners() {
     let media = std::fs::read(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../shared/fixtures/chromium-mediarecorder-vp8-opus.webm"
+        "/tests/fixtures/chromium-mediarecorder-vp8-opus.webm"
     ))
-    .expect("the Chromium fixture in ../shared/fixtures");
+    .expect("the Chromium fixture in tests/fixtures");
     let server = Server::start(&[("MAX_IP_CONCURRENT_CONNECTIONS", "64")]);
     // The encoder takes the whole stream and frees the history; later joiners get init + latest group.
     let (encoder, late) = publish_with_joiners(&server, "chromium", &media, "receive").await;

@@ -11,7 +11,7 @@ use super::{ScanEvent, Scanner, MAX_BUFFERED};
 /// Clusters, 16 Clusters, keyframes at 0 s and 5.04 s).
 pub const CHROMIUM_FIXTURE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../shared/fixtures/chromium-mediarecorder-vp8-opus.webm"
+    "/tests/fixtures/chromium-mediarecorder-vp8-opus.webm"
 );
 
 fn fixture() -> Vec<u8> {
@@ -218,9 +218,8 @@ fn mdat() -> Vec<u8> {
     bx(b"mdat", &[0xAB; 300])
 }
 
-/// Feeds `data` `reps` times in 64 KiB chunks; returns MB/s.
-/// Small ffmpeg-generated fixtures (see tests/data/README.md).
+/// Small ffmpeg-generated fixtures (see tests/fixtures/README.md).
 fn data_file(name: &str) -> Vec<u8> {
-    let path = format!("{}/tests/data/{name}", env!("CARGO_MANIFEST_DIR"));
-    std::fs::read(path).expect("read test data")
+    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read(path).expect("read a fixture in tests/fixtures")
 }

@@ -7,8 +7,9 @@ mod webm;
 
 use super::{ScanEvent, Scanner, MAX_BUFFERED};
 
-/// Real Chromium MediaRecorder recording (VP8 + Opus, unknown-size Segment and
-/// Clusters, 16 Clusters, keyframes at 0 s and 5.04 s).
+/// Real Chromium MediaRecorder recording, made by `tests/fixtures/regenerate.sh`
+/// (VP8 + Opus, unknown-size Segment and Clusters, 22 Clusters, video
+/// keyframes at 0 s and 8.50 s in the Clusters at 0 s and 8.48 s).
 pub const CHROMIUM_FIXTURE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/tests/fixtures/chromium-mediarecorder-vp8-opus.webm"

@@ -145,8 +145,11 @@ async fn publish_with_joiners(
         send(&mut publisher, chunk).await;
         tokio::time::sleep(pause).await;
         if i > 0 && i % joins_every == 0 {
-            let url = server.url(&format!("/{channel}/k/{kind}"));
-            late.push(tokio::spawn(async move { collect(ws(&url).await).await }));
+            // Started before the next chunk: a joiner that connected only after
+            // the publisher's end would wait for a next publisher instead.
+            let joiner = ws(&server.url(&format!("/{channel}/k/{kind}"))).await;
+            late.push(tokio::spawn(collect(joiner)));
+            server.wait_log_count("play start", late.len());
         }
     }
     close(publisher).await;
@@ -293,7 +296,9 @@ async fn chromium_recording_with_clear_cache_then_late_joiners() {
     assert!(encoder == media);
     let mut publisher = ws(&server.url("/chrome2/k/publish")).await;
     let chunks = cut(&media, 3);
-    let half = chunks.len() * 3 / 4;
+    // Past the recording's second keyframe (at 76 % of its bytes), so the
+    // joiner's latest group is not the whole stream.
+    let half = chunks.len() * 7 / 8;
     for chunk in &chunks[..half] {
         send(&mut publisher, chunk.clone()).await;
     }

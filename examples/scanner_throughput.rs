@@ -1,8 +1,8 @@
 //! Throughput of the container scanner, which sits on the publisher's path.
 //!
-//! `cargo run --release --example scanner_throughput` (from the project root,
-//! with `../shared/fixtures/` beside it). Prints MB/s for the Chromium recording
-//! and for a worst case where every byte is element-header parsing.
+//! `cargo run --release --example scanner_throughput`. Prints MB/s for the
+//! Chromium recording in `tests/fixtures/` and for a worst case where every
+//! byte is element-header parsing.
 
 use std::time::Instant;
 
@@ -10,7 +10,7 @@ use ws_stream_server::media::{ScanEvent, Scanner};
 
 const FIXTURE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../shared/fixtures/chromium-mediarecorder-vp8-opus.webm"
+    "/tests/fixtures/chromium-mediarecorder-vp8-opus.webm"
 );
 
 /// Feeds `data` `reps` times in 64 KiB chunks; returns MB/s and join points per pass.

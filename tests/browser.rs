@@ -5,6 +5,12 @@
 //!
 //! Needs Debian's `chromium`, `chromium-driver` and `ffmpeg` (see `.ci/run`);
 //! without them the test fails. Screenshots land in `target/test-artifacts/`.
+//!
+//! The ignored `record_chromium_fixture` is the generator of
+//! `tests/fixtures/chromium-mediarecorder-vp8-opus.webm` (run by
+//! `tests/fixtures/regenerate.sh`): the same page publishes the fake camera
+//! and microphone while a receiver that was waiting before it takes the
+//! stream from its first byte, as relayed, into the file.
 
 mod common;
 #[path = "browser/driver.rs"]
@@ -120,6 +126,113 @@ async fn scenario() {
 
     browser.quit().await;
     assert!(server.stop().success(), "server exits cleanly");
+}
+
+/// Where the generator writes the recording: `CHROMIUM_FIXTURE_OUT`, or the
+/// committed fixture.
+fn recording_path() -> PathBuf {
+    std::env::var_os("CHROMIUM_FIXTURE_OUT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures/chromium-mediarecorder-vp8-opus.webm")
+        })
+}
+
+/// Recorder chunks the generator waits for: at the page's default 500 ms
+/// timeslice, about 9.5 s of media (Chromium's second keyframe comes ~5 s in).
+const RECORDING_CHUNKS: u32 = 19;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "fixture generator: run by tests/fixtures/regenerate.sh"]
+async fn record_chromium_fixture() {
+    for tool in [&["ffmpeg"][..], &["ffprobe"]] {
+        driver::tool(tool);
+    }
+    tokio::time::timeout(SCENARIO, record())
+        .await
+        .expect("recording exceeded its overall time bound");
+}
+
+async fn record() {
+    let artifacts = artifacts();
+    let mut server = Server::start(&[]);
+    let origin = format!("http://{}", server.addr);
+    // Waiting before the publisher exists, this receiver gets every chunk.
+    let receiver = common::ws(&server.url(&format!("/{CHANNEL}/{KEY}/receive"))).await;
+    let (feed, chunks) = std::sync::mpsc::channel();
+    let receiver = tokio::spawn(feed_encoder(receiver, feed));
+    let browser = Browser::start(&artifacts).await;
+    let c = browser.client();
+
+    publish(c, &origin).await;
+    let recorded = js(
+        c,
+        "return document.getElementById('publish-mime').textContent;",
+    )
+    .await;
+    let recorded = recorded.as_str().unwrap_or("").to_lowercase();
+    assert!(
+        recorded.contains("vp8") && recorded.contains("opus"),
+        "the page records VP8 + Opus (camera and microphone), got {recorded:?}"
+    );
+    wait_js(
+        c,
+        &format!(
+            "return Number(document.getElementById('chunks-sent').textContent) >= {RECORDING_CHUNKS};"
+        ),
+        "the recorder delivers its chunks",
+        Duration::from_secs(60),
+    )
+    .await;
+    click(c, "#publish-stop").await;
+    wait_js(
+        c,
+        "return document.getElementById('publish-state').dataset.state === 'stopped';",
+        "publisher stopped",
+        STATE,
+    )
+    .await;
+    let sent = js(
+        c,
+        "return Number(document.getElementById('bytes-sent').dataset.bytes);",
+    )
+    .await;
+
+    let (bytes, close) = tokio::time::timeout(Duration::from_secs(30), receiver)
+        .await
+        .expect("the receiver was not closed after the publisher stopped")
+        .expect("receiver task")
+        .unwrap_or_else(|e| panic!("receiver: {e}"));
+    assert_eq!(
+        close,
+        Some(1000),
+        "end of stream closes the receiver with 1000"
+    );
+    let recording: Vec<u8> = chunks.try_iter().flatten().collect();
+    assert_eq!(recording.len(), bytes);
+    assert_eq!(
+        Some(bytes as u64),
+        sent.as_u64(),
+        "the receiver got every byte the page sent"
+    );
+    browser.quit().await;
+    assert!(server.stop().success(), "server exits cleanly");
+
+    let path = recording_path();
+    std::fs::write(&path, &recording).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+    assert_eq!(
+        media::probe_video(&path),
+        ("vp8".to_owned(), 640, 480),
+        "ffprobe reads the recording as the fake camera's VP8"
+    );
+    let errors = media::decode_errors(&path);
+    assert!(
+        errors.is_empty(),
+        "{} does not decode cleanly: {errors}",
+        path.display()
+    );
+    println!("wrote {} ({bytes} bytes)", path.display());
 }
 
 async fn switch(c: &Client, window: fantoccini::wd::WindowHandle) {

@@ -145,8 +145,11 @@ async fn publish_with_joiners(
         send(&mut publisher, chunk).await;
         tokio::time::sleep(pause).await;
         if i > 0 && i % joins_every == 0 {
-            let url = server.url(&format!("/{channel}/k/{kind}"));
-            late.push(tokio::spawn(async move { collect(ws(&url).await).await }));
+            // Started before the next chunk: a joiner that connected only after
+            // the publisher's end would wait for a next publisher instead.
+            let joiner = ws(&server.url(&format!("/{channel}/k/{kind}"))).await;
+            late.push(tokio::spawn(collect(joiner)));
+            server.wait_log_count("play start", late.len());
         }
     }
     close(publisher).await;
@@ -284,16 +287,18 @@ async fn fragmented_mp4_h264_aac() {
 async fn chromium_recording_with_clear_cache_then_late_joiners() {
     let media = std::fs::read(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../shared/fixtures/chromium-mediarecorder-vp8-opus.webm"
+        "/tests/fixtures/chromium-mediarecorder-vp8-opus.webm"
     ))
-    .expect("the Chromium fixture in ../shared/fixtures");
+    .expect("the Chromium fixture in tests/fixtures");
     let server = Server::start(&[("MAX_IP_CONCURRENT_CONNECTIONS", "64")]);
     // The encoder takes the whole stream and frees the history; later joiners get init + latest group.
     let (encoder, late) = publish_with_joiners(&server, "chromium", &media, "receive").await;
     assert!(encoder == media);
     let mut publisher = ws(&server.url("/chrome2/k/publish")).await;
     let chunks = cut(&media, 3);
-    let half = chunks.len() * 3 / 4;
+    // Past the recording's second keyframe (at 76 % of its bytes), so the
+    // joiner's latest group is not the whole stream.
+    let half = chunks.len() * 7 / 8;
     for chunk in &chunks[..half] {
         send(&mut publisher, chunk.clone()).await;
     }

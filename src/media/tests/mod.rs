@@ -7,11 +7,12 @@ mod webm;
 
 use super::{ScanEvent, Scanner, MAX_BUFFERED};
 
-/// Real Chromium MediaRecorder recording (VP8 + Opus, unknown-size Segment and
-/// Clusters, 16 Clusters, keyframes at 0 s and 5.04 s).
+/// Real Chromium MediaRecorder recording, made by `tests/fixtures/regenerate.sh`
+/// (VP8 + Opus, unknown-size Segment and Clusters, 22 Clusters, video
+/// keyframes at 0 s and 8.50 s in the Clusters at 0 s and 8.48 s).
 pub(super) const CHROMIUM_FIXTURE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../shared/fixtures/chromium-mediarecorder-vp8-opus.webm"
+    "/tests/fixtures/chromium-mediarecorder-vp8-opus.webm"
 );
 
 fn fixture() -> Vec<u8> {
@@ -218,9 +219,8 @@ fn mdat() -> Vec<u8> {
     bx(b"mdat", &[0xAB; 300])
 }
 
-/// Feeds `data` `reps` times in 64 KiB chunks; returns MB/s.
-/// Small ffmpeg-generated fixtures (see tests/data/README.md).
+/// Small ffmpeg-generated fixtures (see tests/fixtures/README.md).
 fn data_file(name: &str) -> Vec<u8> {
-    let path = format!("{}/tests/data/{name}", env!("CARGO_MANIFEST_DIR"));
-    std::fs::read(path).expect("read test data")
+    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read(path).expect("read a fixture in tests/fixtures")
 }

@@ -51,7 +51,7 @@ fn fixture_whole_matches_independent_search() {
     let data = fixture();
     let events = feed_whole(&data);
     let clusters = naive_clusters(&data);
-    assert_eq!(clusters.len(), 16);
+    assert_eq!(clusters.len(), 22);
     let first_cluster = clusters[0].0;
     assert_eq!(
         events[0],
@@ -65,7 +65,7 @@ fn fixture_whole_matches_independent_search() {
     let times: Vec<u64> = clusters.iter().filter(|c| c.2).map(|c| c.1).collect();
     assert_eq!(expected.len(), 2);
     assert!(
-        times[0] < 100 && (4900..=5200).contains(&times[1]),
+        times[0] < 100 && (8400..=8600).contains(&times[1]),
         "keyframe times {times:?}"
     );
     assert_eq!(events.len(), 3);

@@ -1,4 +1,4 @@
-//! Configuration from environment variables (SPEC §4).
+//! Configuration from environment variables (docs/PROTOCOL.md §4).
 //!
 //! Every variable is parsed strictly; all bad values are reported together and
 //! the server refuses to start. The environment is read through a lookup

@@ -1,4 +1,4 @@
-//! The browser test client, built into the binary (SPEC §6): served on `/`
+//! The browser test client, built into the binary (docs/PROTOCOL.md §6): served on `/`
 //! and its asset paths unless `DISABLE_TEST_CLIENT` is set.
 
 /// A built-in file: content type and bytes.

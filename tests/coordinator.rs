@@ -1,4 +1,4 @@
-//! Coordinator mode (SPEC §3) through the real binary against a scripted coordinator.
+//! Coordinator mode (docs/PROTOCOL.md §3) through the real binary against a scripted coordinator.
 
 mod common;
 

@@ -1,4 +1,4 @@
-//! SPEC §2.1–2.2 and §4 through the real binary: every HTTP answer, the order
+//! docs/PROTOCOL.md §2.1–2.2 and §4 through the real binary: every HTTP answer, the order
 //! of the checks, the per-IP limit, whitelists, start-up errors, secrets.
 
 mod common;

@@ -1,4 +1,4 @@
-//! Late joiners decode (SPEC §2.7 improvement) with real media made by ffmpeg,
+//! Late joiners decode (docs/PROTOCOL.md §2.7 improvement) with real media made by ffmpeg,
 //! published through the real binary in chunks cut at random offsets, with a
 //! cache small enough to force eviction. Needs Debian's ffmpeg (installed by
 //! .ci/run); fails loudly without it.

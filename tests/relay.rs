@@ -1,4 +1,4 @@
-//! The stand-alone relay through the real binary (SPEC §2.3–2.7): byte-exact
+//! The stand-alone relay through the real binary (docs/PROTOCOL.md §2.3–2.7): byte-exact
 //! fan-out, the cache/live junction, the atomic claim, slow receivers, the
 //! cache, publisher ends, heartbeats, idle timeout and the size bound.
 

@@ -1,4 +1,4 @@
-//! The coordinator link (SPEC §3): publish authorisation, stream ends, kills.
+//! The coordinator link (docs/PROTOCOL.md §3): publish authorisation, stream ends, kills.
 //!
 //! Publish requests wait in `pending` for the coordinator's answer on the
 //! current link; `client` runs the link itself (dial, heartbeats, reconnect)

@@ -24,6 +24,11 @@ pub(crate) struct OutcomeLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct StateLabel {
+    pub(crate) state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct ReasonLabel {
     pub(crate) reason: &'static str,
 }
@@ -40,6 +45,7 @@ pub(crate) struct State {
 #[derive(Debug, Default)]
 pub(crate) struct Metrics {
     pub(crate) connections: Family<KindLabel, Gauge>,
+    receivers: Family<StateLabel, Gauge>,
     pub(crate) chunks_in: Counter,
     pub(crate) bytes_in: Counter,
     pub(crate) chunks_out: Counter,
@@ -53,17 +59,17 @@ pub(crate) struct Metrics {
 }
 
 impl Metrics {
-    /// Open sessions of `kind` now.
-    pub(crate) fn open_connections(&self, kind: &'static str) -> i64 {
-        self.connections.get_or_create(&KindLabel { kind }).get()
-    }
-
     fn registry(&self) -> Registry {
         let mut r = Registry::with_prefix("ws_stream");
         r.register(
             "connections",
             "Open WebSocket sessions by kind",
             self.connections.clone(),
+        );
+        r.register(
+            "receivers",
+            "Receivers and probes by state: waiting for a publisher, or playing",
+            self.receivers.clone(),
         );
         r.register(
             "chunks_in",
@@ -139,11 +145,27 @@ pub(crate) struct Open {
 }
 
 impl Open {
-    pub(crate) fn new(metrics: &Metrics, kind: &'static str) -> Self {
-        let gauge = metrics
-            .connections
-            .get_or_create(&KindLabel { kind })
-            .clone();
+    /// A WebSocket session of `kind`.
+    pub(crate) fn connection(metrics: &Metrics, kind: &'static str) -> Self {
+        Self::on(
+            metrics
+                .connections
+                .get_or_create(&KindLabel { kind })
+                .clone(),
+        )
+    }
+
+    /// A receiver in `state`: `waiting` for a publisher or `playing`.
+    pub(crate) fn receiver(metrics: &Metrics, state: &'static str) -> Self {
+        Self::on(
+            metrics
+                .receivers
+                .get_or_create(&StateLabel { state })
+                .clone(),
+        )
+    }
+
+    fn on(gauge: Gauge) -> Self {
         gauge.inc();
         Self { gauge }
     }

@@ -26,7 +26,7 @@ use crate::config::Config;
 use crate::control::Control;
 use crate::front_door::{self, Refusal, Route};
 use crate::http::{self as answer, Answer, ConnLimits};
-use crate::hub::{Hub, HubSettings, Kind};
+use crate::hub::{Hub, HubSettings};
 use crate::metrics::Metrics;
 use crate::tls::{Tls, TlsError};
 
@@ -419,14 +419,6 @@ pub struct Observer {
 }
 
 impl Observer {
-    /// Open WebSocket sessions of `kind` (`publish`, `receive`, …).
-    pub fn connections(&self, kind: &str) -> i64 {
-        let Some(kind) = Kind::parse(kind) else {
-            return 0;
-        };
-        self.shared.metrics.open_connections(kind.as_str())
-    }
-
     /// Channels with an active publisher.
     pub fn active_channels(&self) -> usize {
         self.shared.hub.active_channels()

@@ -1,5 +1,6 @@
-//! docs/PROTOCOL.md §2.1–2.2 and §4 through the real binary: every HTTP answer, the order
-//! of the checks, the per-IP limit, whitelists, start-up errors, secrets.
+//! docs/PROTOCOL.md §2.1–2.2 and §4: every HTTP answer, the order of the
+//! checks, the per-IP limit and whitelists through the library's `run()`;
+//! start-up errors and what reaches the log through the real binary.
 
 mod common;
 
@@ -131,37 +132,29 @@ async fn per_ip_limit_and_release() {
         (429, "Too many requests.".to_owned())
     );
     assert_eq!(get(server.addr, "/").0, 200);
+    let me = "127.0.0.1".parse().unwrap();
     close(a).await;
-    let c = wait_for_slot(&server).await;
+    server.wait_ip_slots(me, 1).await;
+    let c = ws(&server.url("/c/k/receive")).await;
     close(c).await;
-    // 200 refused requests in a row leak no slot.
-    let b_close = wait_for_slot(&server).await;
+    server.wait_ip_slots(me, 1).await;
+    // 200 refused requests in a row, each after taking a slot, leak none.
     for i in 0..200 {
-        let path = match i % 4 {
-            0 => "/c/k/nope",
-            1 => "/bad%/k/receive",
-            2 => "/c/k/receive",
-            _ => "/c//probe",
+        let (path, upgrade, want) = match i % 4 {
+            0 => ("/c/k/nope", true, (404, "Invalid connection kind.")),
+            1 => ("/bad%/k/receive", true, (404, "Invalid channel.")),
+            2 => ("/c/k/receive", false, (400, "Bad Request\n")),
+            _ => ("/c//probe", true, (404, "Invalid key.")),
         };
-        let (status, _) = get(server.addr, path);
-        assert_ne!(status, 101);
+        let (status, _, body) = http(server.addr, &request("GET", path, upgrade));
+        assert_eq!((status, body.as_str()), want, "{path}");
     }
-    close(b_close).await;
-    let _x = wait_for_slot(&server).await;
-}
-
-/// Opens a receiver, retrying while the server still counts a just-closed one.
-async fn wait_for_slot(server: &Server) -> Ws {
-    let deadline = tokio::time::Instant::now() + STEP;
-    loop {
-        match try_ws(&server.url("/c/k/receive")).await {
-            Ok(ws) => return ws,
-            Err((429, _)) if tokio::time::Instant::now() < deadline => {
-                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-            }
-            Err(other) => panic!("slot not released: {other:?}"),
-        }
-    }
+    assert_eq!(
+        server.ip_slots(me),
+        1,
+        "only the open receiver holds a slot"
+    );
+    let _x = ws(&server.url("/c/k/receive")).await;
 }
 
 #[tokio::test]
@@ -263,7 +256,8 @@ fn malformed_and_oversized_requests_get_clear_answers() {
 #[tokio::test]
 async fn keys_never_reach_the_log() {
     let key = "SuperSecretKey_4242";
-    let mut server = Server::start(&[("LOG_DEBUG", "YES"), ("CONTROL_SECRET", "TopSecretValue99")]);
+    let mut server =
+        Server::process(&[("LOG_DEBUG", "YES"), ("CONTROL_SECRET", "TopSecretValue99")]);
     let mut publisher = ws(&server.url(&format!("/chan/{key}/publish"))).await;
     let mut receiver = ws(&server.url(&format!("/chan/{key}/receive"))).await;
     let _ = try_ws(&server.url(&format!("/chan/{key}/nope"))).await;
@@ -271,7 +265,7 @@ async fn keys_never_reach_the_log() {
     send(&mut publisher, vec![9; 100]).await;
     assert_eq!(next_binary(&mut receiver).await.len(), 100);
     close(publisher).await;
-    server.wait_log("publish end");
+    server.wait_connections("publish", 0).await;
     assert_eq!(server.stop().code(), Some(0));
     let log = server.log_text();
     assert!(log.contains("listening on"));
@@ -282,7 +276,7 @@ async fn keys_never_reach_the_log() {
 
 #[test]
 fn standalone_warning_and_log_requests_off() {
-    let mut server = Server::start(&[("LOG_REQUESTS", "NO")]);
+    let mut server = Server::process(&[("LOG_REQUESTS", "NO")]);
     assert_eq!(get(server.addr, "/c/k/nope").0, 404);
     server.stop();
     let log = server.log_text();

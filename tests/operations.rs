@@ -1,5 +1,5 @@
-//! Operations through the real binary: graceful shutdown, metrics and health,
-//! slow-client defences.
+//! Operations: graceful shutdown through the real binary (signals, exit code),
+//! metrics, health and slow-client defences through the library's `run()`.
 
 mod common;
 
@@ -10,36 +10,21 @@ use common::coordinator::Coordinator;
 use common::*;
 use ws_stream_server::control::codec::ControlMessage;
 
-fn metrics_addr(server: &Server) -> std::net::SocketAddr {
-    server.wait_log("metrics on http://");
-    let log = server.log_text();
-    let rest = log.split("metrics on http://").nth(1).unwrap_or("");
-    rest.split('/')
-        .next()
-        .unwrap_or("")
-        .parse()
-        .expect("metrics address")
-}
-
 /// One metric's value from the exposition text.
-fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no metric {name} in:\n{text}"))
+fn metric(text: &str, sample: &str) -> f64 {
+    metric_in(text, sample).unwrap_or_else(|| panic!("no metric {sample} in:\n{text}"))
 }
 
 #[tokio::test]
 async fn sigterm_closes_everyone_with_1001_sends_publish_end_and_exits_0() {
     let mut coord = Coordinator::start().await;
     let base = coord.base_url();
-    let mut server = Server::start(&[
+    let mut server = Server::process(&[
         ("CONTROL_BASE_URL", base.as_str()),
         ("SHUTDOWN_GRACE_SECONDS", "3"),
     ]);
     let mut link = coord.link().await;
-    server.wait_log("connected to the coordinator");
+    server.wait_control(true).await;
     let url = server.url("/bye/k/publish");
     let publish = tokio::spawn(async move { try_ws(&url).await });
     let request = link.recv().await;
@@ -56,8 +41,8 @@ async fn sigterm_closes_everyone_with_1001_sends_publish_end_and_exits_0() {
         receivers.push(ws(&server.url(&format!("/bye/k/{kind}"))).await);
     }
     let mut waiting = ws(&server.url("/other/k/receive")).await;
-    server.wait_log_count("play start", 2);
-    server.wait_log_count("play idle", 1);
+    server.wait_playing(2).await;
+    server.wait_waiting(1).await;
     let started = Instant::now();
     let stopper = std::thread::spawn(move || {
         let status = server.stop();
@@ -89,14 +74,14 @@ async fn metrics_reflect_a_scripted_session() {
         ("METRICS_ADDRESS", "127.0.0.1:0"),
         ("GOP_CACHE_SIZE_MB", "1"),
     ]);
-    let addr = metrics_addr(&server);
+    let addr = server.metrics_addr();
     assert_eq!(get(addr, "/healthz"), (200, "ok\n".to_owned()));
     // The public listener is unchanged.
     assert_eq!(get(server.addr, "/metrics").0, 404);
     let mut publisher = ws(&server.url("/m/k/publish")).await;
     let mut a = ws(&server.url("/m/k/receive")).await;
     let mut b = ws(&server.url("/m/k/receive")).await;
-    server.wait_log_count("play start", 2);
+    server.wait_playing(2).await;
     let _ = try_ws(&server.url("/m/k/nope")).await;
     for i in 0..3u8 {
         send(&mut publisher, vec![i; 100]).await;
@@ -133,8 +118,8 @@ async fn metrics_reflect_a_scripted_session() {
     close(publisher).await;
     expect_close(&mut a).await;
     expect_close(&mut b).await;
-    server.wait_log_count("play end", 2);
-    server.wait_log("publish end");
+    server.wait_connections("receive", 0).await;
+    server.wait_connections("publish", 0).await;
     let text = get(addr, "/metrics").1;
     assert_eq!(metric(&text, "ws_stream_channels_active"), 0.0);
     assert_eq!(metric(&text, "ws_stream_cache_bytes"), 0.0);
@@ -195,15 +180,94 @@ fn a_slowloris_client_is_cut_at_the_deadline_while_others_are_served() {
     );
 }
 
-#[tokio::test]
-async fn a_client_that_never_finishes_the_upgrade_frees_its_slot() {
-    let server = Server::start(&[
-        ("UPGRADE_TIMEOUT_SECONDS", "1"),
-        ("MAX_IP_CONCURRENT_CONNECTIONS", "1"),
+/// On the paused clock, with the default 10 s `UPGRADE_TIMEOUT_SECONDS`.
+#[tokio::test(start_paused = true)]
+async fn a_head_that_never_ends_holds_no_slot_and_is_cut_at_the_deadline() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = Server::start_here(&[("MAX_IP_CONCURRENT_CONNECTIONS", "1")]).await;
+    let mut idle = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    idle.write_all(b"GET /c/k/receive HTTP/1.1\r\n")
+        .await
+        .unwrap();
+    let started = tokio::time::Instant::now();
+    // The unfinished head holds no slot: the one slot of this address is free.
+    let receiver = ws(&server.url("/c/k/receive")).await;
+    let mut buf = [0u8; 256];
+    loop {
+        let read = tokio::time::timeout(Duration::from_secs(60), idle.read(&mut buf))
+            .await
+            .expect("the server cut the unfinished head");
+        if matches!(read, Ok(0) | Err(_)) {
+            break;
+        }
+    }
+    let cut = started.elapsed();
+    assert!(
+        cut >= Duration::from_secs(10) && cut < Duration::from_secs(11),
+        "cut after {cut:?}"
+    );
+    close(receiver).await;
+}
+
+/// SIGTERM with a receiver that never reads (its writer blocked mid-stream)
+/// and a publish request the coordinator never answers (it keeps the drain
+/// busy): the process exits 0 at `SHUTDOWN_GRACE_SECONDS`, within a margin,
+/// and says the grace period ran out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_exits_within_one_grace_period_even_with_a_client_that_never_reads() {
+    let mut coord = Coordinator::start().await;
+    let base = coord.base_url();
+    let mut server = Server::process(&[
+        ("CONTROL_BASE_URL", base.as_str()),
+        ("SHUTDOWN_GRACE_SECONDS", "2"),
+        ("GOP_CACHE_SIZE_MB", "0"),
     ]);
-    // A head that never ends holds nothing; a finished but idle request does not either.
-    let mut idle = std::net::TcpStream::connect(server.addr).unwrap();
-    idle.write_all(b"GET /c/k/receive HTTP/1.1\r\n").unwrap();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let _r = ws(&server.url("/c/k/receive")).await;
+    let mut link = coord.link().await;
+    server.wait_control(true).await;
+    let url = server.url("/stuck/k/publish");
+    let publish = tokio::spawn(async move { try_ws(&url).await });
+    let request = link.recv().await;
+    link.send(
+        &ControlMessage::new("PUBLISH-ACCEPT")
+            .with_param("Request-ID", request.param("Request-ID").unwrap())
+            .with_param("Stream-Channel", "stuck")
+            .with_param("Stream-ID", "id-stuck"),
+    )
+    .await;
+    let mut publisher = publish.await.unwrap().unwrap();
+    // Asked of the coordinator, never answered.
+    let pending_url = server.url("/pending/k/publish");
+    let _pending = tokio::spawn(async move { try_ws(&pending_url).await });
+    assert_eq!(link.recv().await.method(), "PUBLISH-REQUEST");
+    // A raw receiver: upgraded, then never reads a byte.
+    let mut stuck = std::net::TcpStream::connect(server.addr).unwrap();
+    stuck
+        .write_all(
+            b"GET /stuck/k/receive HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+              Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+        )
+        .unwrap();
+    server.wait_playing(1).await;
+    // 16 MiB: far more than the socket buffers hold, so the writer is blocked.
+    for i in 0..64u64 {
+        send(&mut publisher, payload(i, 256 * 1024)).await;
+    }
+    server
+        .wait_metric("ws_stream_bytes_out_total", |b| b > 0.0)
+        .await;
+    let started = Instant::now();
+    let status = tokio::task::block_in_place(|| server.stop());
+    let took = started.elapsed();
+    assert_eq!(status.code(), Some(0), "{}", server.log_text());
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_millis(2_000 + 1_500),
+        "exit took {took:?}; log:\n{}",
+        server.log_text()
+    );
+    assert!(
+        server.log_text().contains("grace period over"),
+        "the pending request should have outlived the grace period: {}",
+        server.log_text()
+    );
+    drop(stuck);
 }

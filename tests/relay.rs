@@ -1,4 +1,4 @@
-//! The stand-alone relay through the real binary (docs/PROTOCOL.md §2.3–2.7): byte-exact
+//! The stand-alone relay through the library's `run()` (docs/PROTOCOL.md §2.3–2.7): byte-exact
 //! fan-out, the cache/live junction, the atomic claim, slow receivers, the
 //! cache, publisher ends, heartbeats, idle timeout and the size bound.
 
@@ -45,7 +45,7 @@ async fn byte_exact_fan_out_of_thousands_of_random_chunks() {
         receivers.push(ws(&server.url("/bytes/k/receive")).await);
     }
     let mut publisher = ws(&server.url("/bytes/k/publish")).await;
-    server.wait_log_count("play start", RECEIVERS);
+    server.wait_playing(RECEIVERS).await;
     let tasks: Vec<_> = receivers
         .into_iter()
         .map(|mut r| {
@@ -147,7 +147,8 @@ async fn only_one_of_many_concurrent_publishers_is_accepted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stuck_receiver_neither_delays_others_nor_grows_memory() {
-    let server = Server::start(&[
+    // The real process: its resident memory is what is measured.
+    let server = Server::process(&[
         ("GOP_CACHE_SIZE_MB", "0"),
         ("RECEIVER_QUEUE_MB", "4"),
         ("MAX_IP_CONCURRENT_CONNECTIONS", "16"),
@@ -158,7 +159,7 @@ async fn a_stuck_receiver_neither_delays_others_nor_grows_memory() {
     for _ in 0..3 {
         healthy.push(ws(&server.url("/slow/k/receive")).await);
     }
-    server.wait_log_count("play start", 4);
+    server.wait_playing(4).await;
     let rss_before = server.rss_kib();
     let epoch = Instant::now();
     let readers: Vec<_> = healthy
@@ -188,7 +189,9 @@ async fn a_stuck_receiver_neither_delays_others_nor_grows_memory() {
         // Generous: a stall behind the stuck receiver would block for good.
         assert!(worst < 3_000_000, "healthy receiver delayed by {worst} µs");
     }
-    server.wait_log("receiver too slow");
+    server
+        .wait_metric("ws_stream_receivers_kicked_total", |n| n == 1.0)
+        .await;
     let rss_after = server.rss_kib();
     assert!(
         rss_after < rss_before + 64 * 1024,
@@ -242,7 +245,7 @@ async fn zero_disables_the_cache() {
     let mut publisher = ws(&server.url("/nocache/k/publish")).await;
     send(&mut publisher, vec![1]).await;
     let mut r = ws(&server.url("/nocache/k/receive")).await;
-    server.wait_log_count("play start", 1);
+    server.wait_playing(1).await;
     send(&mut publisher, vec![2]).await;
     assert_eq!(next_binary(&mut r).await, [2]);
 }
@@ -259,13 +262,13 @@ async fn clear_cache_then_a_second_receiver_gets_only_live() {
     send(&mut publisher, vec![3]).await;
     assert_eq!(next_binary(&mut encoder).await, [3]);
     let mut late = ws(&server.url("/clear/k/receive")).await;
-    server.wait_log_count("play start", 2);
+    server.wait_playing(2).await;
     send(&mut publisher, vec![4]).await;
     assert_eq!(next_binary(&mut late).await, [4], "cache should be empty");
     assert_eq!(next_binary(&mut encoder).await, [4]);
     // A probe now has no cached chunk: it gets the next live one.
     let mut probe = ws(&server.url("/clear/k/probe")).await;
-    server.wait_log_count("play start", 3);
+    server.wait_playing(3).await;
     send(&mut publisher, vec![5]).await;
     assert_eq!(next_binary(&mut probe).await, [5]);
     assert_eq!(expect_close(&mut probe).await, Some(1000));
@@ -287,7 +290,7 @@ async fn a_waiting_probe_and_receiver_get_the_stream_from_its_first_chunk() {
     let server = Server::start(&[]);
     let mut probe = ws(&server.url("/wait/k/probe")).await;
     let mut encoder = ws(&server.url("/wait/k/receive-clear-cache")).await;
-    server.wait_log_count("play idle", 2);
+    server.wait_waiting(2).await;
     let mut publisher = ws(&server.url("/wait/k/publish")).await;
     send(&mut publisher, b"first".to_vec()).await;
     send(&mut publisher, b"second".to_vec()).await;
@@ -338,9 +341,8 @@ async fn publisher_end_closes_active_receivers_and_idle_ones_wait_for_the_next()
         let mut wrong = ws(&server.url(&format!("{path}x/receive"))).await;
         drop(wrong);
         wrong = ws(&server.url(&format!("/end-{how}/wrong/receive"))).await;
-        assert!(next_within(&mut idle, Duration::from_millis(300))
-            .await
-            .is_none());
+        // Both wait, alive, for the next publisher.
+        server.wait_waiting(2).await;
         let mut next_pub = wait_publish(&server, &format!("{path}/publish")).await;
         send(&mut next_pub, vec![2]).await;
         assert_eq!(next_binary(&mut idle).await, [2], "{how}");
@@ -381,53 +383,76 @@ async fn wrong_key_with_an_active_publisher_gets_the_error_text() {
     }
 }
 
-#[tokio::test]
-async fn heartbeats_and_idle_timeout() {
-    let server = Server::start(&[("HEARTBEAT_SECONDS", "1"), ("IDLE_TIMEOUT_SECONDS", "2")]);
+/// The default timers, on tokio's paused clock: a heartbeat every 20 s, and a
+/// client silent for 60 s closed with 1008; talking (pings included) keeps a
+/// client open.
+#[tokio::test(start_paused = true)]
+async fn heartbeats_every_20_s_and_silent_clients_closed_after_60_s() {
+    let server = Server::start_here(&[]).await;
+    let long = Duration::from_secs(120);
     let mut publisher = ws(&server.url("/hb/k/publish")).await;
-    let mut receiver = ws(&server.url("/hb/k/receive")).await;
-    let started = Instant::now();
-    assert_eq!(next(&mut publisher).await, Got::Text("h".into()));
-    assert_eq!(next(&mut receiver).await, Got::Text("h".into()));
-    assert!(started.elapsed() >= Duration::from_millis(500));
-    // A client that keeps talking stays past the idle timeout; pings count as life.
-    let mut chatty = ws(&server.url("/hb-other/k/receive")).await;
-    for i in 0..7 {
+    let mut silent = ws(&server.url("/hb/k/receive")).await;
+    let chatty = ws(&server.url("/hb-other/k/receive")).await;
+    let started = tokio::time::Instant::now();
+    assert_eq!(
+        next_within(&mut publisher, long).await,
+        Some(Got::Text("h".into()))
+    );
+    let first = started.elapsed();
+    assert!(
+        first >= Duration::from_secs(20) && first < Duration::from_secs(21),
+        "first heartbeat after {first:?}"
+    );
+    let watcher = tokio::spawn(async move {
+        let mut beats = 0;
+        loop {
+            match next_within(&mut silent, long).await {
+                Some(Got::Text(t)) if t == "h" => beats += 1,
+                Some(Got::Closed(code)) => return (code, started.elapsed(), beats),
+                other => panic!("silent receiver got {other:?}"),
+            }
+        }
+    });
+    let (mut chatty, mut chatty_in) = chatty.split();
+    let chatty_watcher = tokio::spawn(async move {
+        // Heartbeats keep coming while it talks; it is never closed.
+        loop {
+            match tokio::time::timeout(long, chatty_in.next()).await {
+                Ok(Some(Ok(Message::Text(t)))) if t.as_str() == "h" => {
+                    if started.elapsed() > Duration::from_secs(100) {
+                        return;
+                    }
+                }
+                Ok(Some(Ok(Message::Pong(_)))) => {}
+                other => panic!("chatty receiver should stay open, got {other:?}"),
+            }
+        }
+    });
+    // The publisher and the chatty receiver talk every 10 s for 100 s.
+    for i in 0..10 {
         let msg = if i % 2 == 0 {
             Message::Text("h".into())
         } else {
             Message::Ping(vec![1].into())
         };
         chatty.send(msg).await.unwrap();
-        // The publisher stays alive too, so only the silent receiver times out.
         publisher.send(Message::Text("h".into())).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::time::sleep(Duration::from_secs(10)).await;
     }
-    assert!(started.elapsed() > Duration::from_secs(3));
-    chatty
-        .send(Message::Text("still here".into()))
-        .await
-        .unwrap();
-    // The silent receiver was closed by now, with a close frame saying why.
-    let mut receiver_closed = None;
-    while receiver_closed.is_none() {
-        if let Got::Closed(code) = next(&mut receiver).await {
-            receiver_closed = Some(code);
-        }
-    }
-    assert_eq!(receiver_closed, Some(Some(1008)));
-    drop(publisher);
-    let mut saw_heartbeat = false;
-    let until = Instant::now() + Duration::from_millis(1500);
-    while let Some(got) =
-        next_within(&mut chatty, until.saturating_duration_since(Instant::now())).await
-    {
-        match got {
-            Got::Text(t) if t == "h" => saw_heartbeat = true,
-            other => panic!("chatty receiver should stay open, got {other:?}"),
-        }
-    }
-    assert!(saw_heartbeat);
+    let (code, closed_at, beats) = watcher.await.unwrap();
+    assert_eq!(code, Some(1008));
+    assert!(
+        closed_at >= Duration::from_secs(60) && closed_at < Duration::from_secs(61),
+        "silent receiver closed after {closed_at:?}"
+    );
+    // Heartbeats at 20 s and 40 s, and the one due at 60 s when it wins the race with the close.
+    assert!(
+        (2..=3).contains(&beats),
+        "{beats} heartbeats before the close"
+    );
+    // Still talking, the chatty one gets its heartbeat after 100 s.
+    chatty.send(Message::Text("h".into())).await.unwrap();
+    chatty_watcher.await.unwrap();
 }
 
 #[tokio::test]
@@ -459,7 +484,7 @@ async fn fragmented_messages_become_one_chunk_with_pings_between() {
     let server = Server::start(&[]);
     let mut publisher = ws(&server.url("/frag/k/publish")).await;
     let mut receiver = ws(&server.url("/frag/k/receive")).await;
-    server.wait_log_count("play start", 1);
+    server.wait_playing(1).await;
     let part =
         |data: &[u8], opcode, fin| Message::Frame(Frame::message(data.to_vec(), opcode, fin));
     publisher
@@ -499,7 +524,7 @@ async fn a_receiver_that_sends_data_stays_correct() {
     let server = Server::start(&[]);
     let mut publisher = ws(&server.url("/chatty/k/publish")).await;
     let mut receiver = ws(&server.url("/chatty/k/receive")).await;
-    server.wait_log_count("play start", 1);
+    server.wait_playing(1).await;
     // Large messages from a receiver are read and ignored; pings after them still get pongs.
     for i in 0..5u8 {
         receiver

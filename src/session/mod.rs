@@ -85,7 +85,7 @@ pub(crate) async fn run_publisher(
     limits: Limits,
     shutdown: CancellationToken,
 ) {
-    let _open = Open::new(&info.metrics, info.kind.as_str());
+    let _open = Open::connection(&info.metrics, info.kind.as_str());
     let activity = Activity::new();
     let (read, write) = split(upgraded, &activity);
     let broadcast = claim.activate(stream_id);
@@ -122,7 +122,7 @@ pub(crate) async fn run_receiver(
     limits: Limits,
     shutdown: CancellationToken,
 ) {
-    let _open = Open::new(&info.metrics, info.kind.as_str());
+    let _open = Open::connection(&info.metrics, info.kind.as_str());
     let activity = Activity::new();
     let (read, write) = split(upgraded, &activity);
     let signals = Arc::new(Signals::default());

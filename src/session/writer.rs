@@ -14,6 +14,7 @@ use super::frames::{close_payload, write_frame, FrameWriter};
 use super::signals::{Close, Side, Signals};
 use super::{BoxWrite, Limits, SessionInfo};
 use crate::hub::{Feed, FeedEvent, InvalidKey, Subscription, WaitTicket};
+use crate::metrics::Open;
 
 /// Text sent to a receiver whose key does not match the publisher's.
 pub(super) const INVALID_KEY_TEXT: &str = "ERROR: Invalid streaming key";
@@ -60,7 +61,7 @@ pub(super) async fn run(
     heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut frames = FrameWriter::default();
     let mut batch: Vec<Bytes> = Vec::new();
-    announce(&source, &info);
+    let mut phase = announce(&source, &info);
     // Order matters on the hot path: a waiting chunk is found before the timer and the
     // close signal are polled; the flag check keeps a busy writer from missing a close.
     let step = loop {
@@ -76,7 +77,7 @@ pub(super) async fn run(
         let step = tokio::select! {
             biased;
             event = next_event(&mut source, &mut batch) => match event {
-                Event::Started(started) => start(&mut source, started, &info),
+                Event::Started(started) => start(&mut source, started, &info, &mut phase),
                 Event::Feed(event) => {
                     let step = feed_step(event, &mut w, &mut source, &mut batch, &mut frames, &signals, &info).await;
                     // A stream that ends because the server is shutting down says so (1001).
@@ -125,15 +126,18 @@ async fn control_write<W: AsyncWrite + Unpin>(
     }
 }
 
-fn announce(source: &Source, info: &SessionInfo) {
+/// Logs and counts the receiver's state: waiting for a publisher, or playing.
+fn announce(source: &Source, info: &SessionInfo) -> Option<Open> {
     match source {
         Source::Waiting(_) => {
-            tracing::info!(target: "request", channel = %info.channel, kind = info.kind.as_str(), "{} play idle", info.tag)
+            tracing::info!(target: "request", channel = %info.channel, kind = info.kind.as_str(), "{} play idle", info.tag);
+            Some(Open::receiver(&info.metrics, "waiting"))
         }
         Source::Active(_) => {
-            tracing::info!(target: "request", channel = %info.channel, kind = info.kind.as_str(), "{} play start", info.tag)
+            tracing::info!(target: "request", channel = %info.channel, kind = info.kind.as_str(), "{} play start", info.tag);
+            Some(Open::receiver(&info.metrics, "playing"))
         }
-        Source::None | Source::Refused => {}
+        Source::None | Source::Refused => None,
     }
 }
 
@@ -159,15 +163,21 @@ async fn next_event(source: &mut Source, batch: &mut Vec<Bytes>) -> Event {
     }
 }
 
-fn start(source: &mut Source, started: Result<Feed, InvalidKey>, info: &SessionInfo) -> Step {
+fn start(
+    source: &mut Source,
+    started: Result<Feed, InvalidKey>,
+    info: &SessionInfo,
+    phase: &mut Option<Open>,
+) -> Step {
     match started {
         Ok(feed) => {
             *source = Source::Active(feed);
-            announce(source, info);
+            *phase = announce(source, info);
             Step::Continue
         }
         Err(InvalidKey) => {
             *source = Source::None;
+            *phase = None;
             tracing::info!(target: "request", channel = %info.channel, "{} invalid streaming key", info.tag);
             Step::Close(Close::INVALID_KEY)
         }

@@ -1,12 +1,22 @@
-//! Test harness: the real binary on an ephemeral loopback port, raw HTTP and
-//! WebSocket clients, all bounded in time.
+//! Test harness: one [`Server`] type with three ways to run the server under
+//! test, raw HTTP and WebSocket clients, all bounded in time.
+//!
+//! - [`Server::start`]: in this process through the library's `run()`, on its
+//!   own runtime thread (fast; the default).
+//! - [`Server::start_here`]: `run()` on the test's own runtime, so a test under
+//!   tokio's paused clock drives the server's timers too.
+//! - [`Server::process`]: the real binary, for what needs the process itself
+//!   (environment and `.env`, exit codes, signals, the log).
+//!
+//! Tests wait for what the server reports (its metrics), never for log text
+//! or a sleep.
 #![allow(dead_code)]
 // Shared by several test crates: `pub` is how each crate reaches it.
 #![allow(unreachable_pub)]
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream as StdTcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -14,33 +24,157 @@ pub mod coordinator;
 
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
+use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use ws_stream_server::config::Config;
+use ws_stream_server::{Listeners, Observer};
 
 pub const STEP: Duration = Duration::from_secs(10);
 
+/// A server under test; stopped (or killed) when dropped.
 pub struct Server {
-    child: Child,
     pub addr: SocketAddr,
-    log: Arc<Mutex<Vec<String>>>,
-    _dir: tempfile::TempDir,
+    https: Option<SocketAddr>,
+    operator: Option<SocketAddr>,
+    backend: Backend,
+}
+
+enum Backend {
+    InProcess {
+        observer: Observer,
+        stop: Option<oneshot::Sender<()>>,
+        done: Option<oneshot::Receiver<()>>,
+        thread: Option<std::thread::JoinHandle<()>>,
+    },
+    Process {
+        child: Child,
+        log: Arc<Mutex<Vec<String>>>,
+        _dir: tempfile::TempDir,
+    },
+}
+
+/// `vars` over the harness defaults: any free port on 127.0.0.1.
+fn config(bind: &str, vars: &[(&str, &str)]) -> Config {
+    let lookup = |name: &str| {
+        vars.iter()
+            .rev()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| (*v).to_owned())
+            .or_else(|| match name {
+                "HTTP_PORT" => Some("0".to_owned()),
+                "BIND_ADDRESS" => Some(bind.to_owned()),
+                _ => None,
+            })
+    };
+    match Config::from_lookup(lookup) {
+        Ok(loaded) => loaded.config,
+        Err(errors) => panic!("bad test configuration {vars:?}: {errors}"),
+    }
+}
+
+fn addresses(listeners: &Listeners) -> (SocketAddr, Option<SocketAddr>, Option<SocketAddr>) {
+    let local = |l: &tokio::net::TcpListener| l.local_addr().expect("listener address");
+    (
+        local(&listeners.plain),
+        listeners.tls.as_ref().map(local),
+        listeners.operator.as_ref().map(local),
+    )
 }
 
 impl Server {
-    /// Starts the binary with a clean environment plus `vars`, on 127.0.0.1:0.
+    /// `run()` in this process, on its own runtime thread, on 127.0.0.1:0.
     pub fn start(vars: &[(&str, &str)]) -> Server {
         Self::start_on("127.0.0.1", vars)
     }
 
     pub fn start_on(bind: &str, vars: &[(&str, &str)]) -> Server {
-        let dir = tempfile::tempdir().expect("temp dir");
+        let config = config(bind, vars);
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let (done_tx, done) = oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("server runtime");
+            runtime.block_on(async move {
+                let server = ws_stream_server::Server::new(config.clone()).expect("server starts");
+                let listeners = Listeners::bind(&config).await.expect("bind");
+                let _ = ready_tx.send((addresses(&listeners), server.observer()));
+                server
+                    .run(listeners, async {
+                        let _ = stopped.await;
+                    })
+                    .await;
+            });
+            // The runtime is gone: every task of the server has ended.
+            drop(runtime);
+            let _ = done_tx.send(());
+        });
+        let ((addr, https, operator), observer) = ready_rx
+            .recv_timeout(STEP)
+            .expect("in-process server started");
+        Server {
+            addr,
+            https,
+            operator,
+            backend: Backend::InProcess {
+                observer,
+                stop: Some(stop),
+                done: Some(done),
+                thread: Some(thread),
+            },
+        }
+    }
+
+    /// `run()` on the calling test's runtime (for tests under tokio's paused clock).
+    pub async fn start_here(vars: &[(&str, &str)]) -> Server {
+        let config = config("127.0.0.1", vars);
+        let server = ws_stream_server::Server::new(config.clone()).expect("server starts");
+        let listeners = Listeners::bind(&config).await.expect("bind");
+        let (addr, https, operator) = addresses(&listeners);
+        let observer = server.observer();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let (done_tx, done) = oneshot::channel::<()>();
+        tokio::spawn(async move {
+            server
+                .run(listeners, async {
+                    let _ = stopped.await;
+                })
+                .await;
+            let _ = done_tx.send(());
+        });
+        Server {
+            addr,
+            https,
+            operator,
+            backend: Backend::InProcess {
+                observer,
+                stop: Some(stop),
+                done: Some(done),
+                thread: None,
+            },
+        }
+    }
+
+    /// The real binary with a clean environment plus `vars`, on 127.0.0.1:0; its
+    /// metrics listener is on too (127.0.0.1:0) unless `vars` set one.
+    pub fn process(vars: &[(&str, &str)]) -> Server {
+        Self::process_in(tempfile::tempdir().expect("temp dir"), vars)
+    }
+
+    /// As [`Server::process`], started in `dir` (where a `.env` may wait).
+    pub fn process_in(dir: tempfile::TempDir, vars: &[(&str, &str)]) -> Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_ws-stream-server"));
         cmd.env_clear()
             .current_dir(dir.path())
             .env("HTTP_PORT", "0")
-            .env("BIND_ADDRESS", bind)
+            .env("BIND_ADDRESS", "127.0.0.1")
+            .env("METRICS_ADDRESS", "127.0.0.1:0")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         for (k, v) in vars {
@@ -54,9 +188,7 @@ impl Server {
         let sink = log.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split("listening on http://").nth(1) {
-                    let _ = tx.send(rest.trim().to_owned());
-                }
+                let _ = tx.send(line.clone());
                 sink.lock().unwrap().push(line);
             }
         });
@@ -66,100 +198,177 @@ impl Server {
                 sink.lock().unwrap().push(line);
             }
         });
-        let addr = match rx.recv_timeout(STEP) {
-            Ok(a) => a.parse().expect("address in the start-up line"),
-            Err(_) => {
+        let tls = vars.iter().any(|(k, _)| *k == "SSL_CERT");
+        let (mut addr, mut https, mut operator) = (None, None, None);
+        let deadline = Instant::now() + STEP;
+        // The banner lines: every listener says where it listens before anything is served.
+        while addr.is_none() || operator.is_none() || (tls && https.is_none()) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let Ok(line) = rx.recv_timeout(left) else {
                 let _ = child.kill();
                 panic!(
-                    "server did not report its address; log: {:?}",
+                    "server did not report its addresses; log: {:?}",
                     log.lock().unwrap()
                 );
-            }
-        };
+            };
+            let after = |marker: &str| -> Option<SocketAddr> {
+                let rest = line.split(marker).nth(1)?;
+                rest.split(|c: char| c == '/' || c.is_whitespace())
+                    .next()?
+                    .parse()
+                    .ok()
+            };
+            addr = addr.or_else(|| after("listening on http://"));
+            https = https.or_else(|| after("listening on https://"));
+            operator = operator.or_else(|| after("metrics on http://"));
+        }
         Server {
-            child,
-            addr,
-            log,
-            _dir: dir,
+            addr: addr.expect("address"),
+            https,
+            operator,
+            backend: Backend::Process {
+                child,
+                log,
+                _dir: dir,
+            },
         }
     }
 
-    /// The TLS listener's address, from its start-up line.
+    /// The TLS listener's address.
     pub fn https_addr(&self) -> SocketAddr {
-        self.wait_log("listening on https://");
-        let log = self.log_text();
-        let rest = log.split("listening on https://").nth(1).unwrap_or("");
-        rest.split_whitespace()
-            .next()
-            .unwrap_or("")
-            .parse()
-            .expect("https address")
+        self.https.expect("the server has a TLS listener")
+    }
+
+    /// The operator listener's address (`METRICS_ADDRESS`).
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.operator.expect("the server has a metrics listener")
     }
 
     pub fn url(&self, path: &str) -> String {
         format!("ws://{}{}", self.addr, path)
     }
 
-    pub fn log_text(&self) -> String {
-        self.log.lock().unwrap().join("\n")
-    }
-
-    /// Waits until a log line contains `needle`.
-    pub fn wait_log(&self, needle: &str) {
-        let deadline = Instant::now() + STEP;
-        while Instant::now() < deadline {
-            if self.log_text().contains(needle) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
+    /// The Prometheus text, as `/metrics` serves it.
+    pub fn metrics_text(&self) -> String {
+        match &self.backend {
+            Backend::InProcess { observer, .. } => observer.metrics_text(),
+            Backend::Process { .. } => get(self.metrics_addr(), "/metrics").1,
         }
-        panic!("no log line with {needle:?}; log:\n{}", self.log_text());
     }
 
-    /// Waits until `needle` appears on at least `count` log lines.
-    pub fn wait_log_count(&self, needle: &str, count: usize) {
-        let deadline = Instant::now() + STEP;
-        while Instant::now() < deadline {
-            if self
-                .log
-                .lock()
-                .unwrap()
-                .iter()
-                .filter(|l| l.contains(needle))
-                .count()
-                >= count
-            {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        panic!(
-            "fewer than {count} log lines with {needle:?}; log:\n{}",
-            self.log_text()
-        );
+    /// The value of one sample (`name` with its labels, as in the text); 0 when absent.
+    pub fn metric(&self, sample: &str) -> f64 {
+        metric_in(&self.metrics_text(), sample).unwrap_or(0.0)
     }
 
-    /// Sends SIGTERM and waits for the exit status.
-    pub fn stop(&mut self) -> std::process::ExitStatus {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + STEP;
+    /// Waits until `sample` satisfies `ok` (checked every few ms of the test's
+    /// clock, so it also works under a paused clock).
+    pub async fn wait_metric(&self, sample: &str, ok: impl Fn(f64) -> bool) {
+        let deadline = tokio::time::Instant::now() + STEP;
         loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return status;
+            let text = self.metrics_text();
+            if ok(metric_in(&text, sample).unwrap_or(0.0)) {
+                return;
             }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!("server did not exit after SIGTERM");
+            if tokio::time::Instant::now() > deadline {
+                panic!("{sample} never reached the expected value:\n{text}");
             }
-            std::thread::sleep(Duration::from_millis(20));
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
+    }
+
+    /// Waits until `n` receivers or probes are playing (past the publisher's arrival).
+    pub async fn wait_playing(&self, n: usize) {
+        self.wait_metric("ws_stream_receivers{state=\"playing\"}", |v| v == n as f64)
+            .await;
+    }
+
+    /// Waits until `n` receivers or probes wait for a publisher.
+    pub async fn wait_waiting(&self, n: usize) {
+        self.wait_metric("ws_stream_receivers{state=\"waiting\"}", |v| v == n as f64)
+            .await;
+    }
+
+    /// Waits until `n` sessions of `kind` are open.
+    pub async fn wait_connections(&self, kind: &str, n: usize) {
+        let sample = format!("ws_stream_connections{{kind=\"{kind}\"}}");
+        self.wait_metric(&sample, |v| v == n as f64).await;
+    }
+
+    /// Waits until the coordinator link is up (`true`) or down.
+    pub async fn wait_control(&self, up: bool) {
+        self.wait_metric("ws_stream_control_connected", |v| {
+            v == f64::from(u8::from(up))
+        })
+        .await;
+    }
+
+    /// Waits until `ip` holds `n` slots of the per-IP limit (in-process only).
+    pub async fn wait_ip_slots(&self, ip: std::net::IpAddr, n: u32) {
+        let deadline = tokio::time::Instant::now() + STEP;
+        while self.ip_slots(ip) != n {
+            if tokio::time::Instant::now() > deadline {
+                panic!("{ip} holds {} slots, not {n}", self.ip_slots(ip));
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Streaming connections `ip` holds against the per-IP limit (in-process only).
+    pub fn ip_slots(&self, ip: std::net::IpAddr) -> u32 {
+        match &self.backend {
+            Backend::InProcess { observer, .. } => observer.ip_slots(ip),
+            Backend::Process { .. } => panic!("ip_slots needs an in-process server"),
+        }
+    }
+
+    /// Stops an in-process server as a signal would; returns how long the drain took.
+    pub async fn shutdown(&mut self) -> Duration {
+        let Backend::InProcess { stop, done, .. } = &mut self.backend else {
+            panic!("shutdown() is for in-process servers; use stop()");
+        };
+        let started = Instant::now();
+        if let Some(stop) = stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(done) = done.take() {
+            tokio::time::timeout(STEP * 3, done)
+                .await
+                .expect("the server stopped in time")
+                .expect("the server task ended");
+        }
+        started.elapsed()
+    }
+
+    /// The process's log so far (stdout and stderr).
+    pub fn log_text(&self) -> String {
+        match &self.backend {
+            Backend::Process { log, .. } => log.lock().unwrap().join("\n"),
+            Backend::InProcess { .. } => panic!("log_text() needs Server::process"),
+        }
+    }
+
+    fn child(&self) -> &Child {
+        match &self.backend {
+            Backend::Process { child, .. } => child,
+            Backend::InProcess { .. } => panic!("this needs Server::process"),
+        }
+    }
+
+    /// Sends SIGTERM to the process and waits for its exit status.
+    pub fn stop(&mut self) -> ExitStatus {
+        let Backend::Process { child, .. } = &mut self.backend else {
+            panic!("stop() is for Server::process; use shutdown()");
+        };
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        wait_exit(child, STEP)
     }
 
     /// Resident memory of the server process, in KiB.
     pub fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child().id()))
             .expect("read /proc status");
         status
             .lines()
@@ -170,30 +379,77 @@ impl Server {
 
     /// Open file descriptors of the server process.
     pub fn fd_count(&self) -> usize {
-        std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))
+        std::fs::read_dir(format!("/proc/{}/fd", self.child().id()))
             .map(|d| d.count())
             .expect("read /proc fd")
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.child().id()
     }
 
     pub fn is_running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
+        match &mut self.backend {
+            Backend::Process { child, .. } => matches!(child.try_wait(), Ok(None)),
+            Backend::InProcess { done, .. } => done
+                .as_mut()
+                .is_some_and(|d| matches!(d.try_recv(), Err(oneshot::error::TryRecvError::Empty))),
+        }
     }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        match &mut self.backend {
+            Backend::Process { child, .. } => {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            Backend::InProcess { stop, thread, .. } => {
+                if let Some(stop) = stop.take() {
+                    let _ = stop.send(());
+                }
+                // A thread server ends within its grace period; never block a panicking test forever.
+                if let Some(thread) = thread.take() {
+                    let deadline = Instant::now() + STEP;
+                    while !thread.is_finished() && Instant::now() < deadline {
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One sample's value from a Prometheus exposition text.
+pub fn metric_in(text: &str, sample: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(sample) && l[sample.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+fn wait_exit(child: &mut Child, limit: Duration) -> ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("server did not exit in {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
     }
 }
 
 /// Runs the binary to completion with `vars` (for start-up failures).
 pub fn run_to_exit(vars: &[(&str, &str)]) -> (i32, String) {
-    let dir = tempfile::tempdir().expect("temp dir");
+    run_to_exit_in(&tempfile::tempdir().expect("temp dir"), vars)
+}
+
+/// As [`run_to_exit`], in `dir` (where a `.env` may wait).
+pub fn run_to_exit_in(dir: &tempfile::TempDir, vars: &[(&str, &str)]) -> (i32, String) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ws-stream-server"));
     cmd.env_clear()
         .current_dir(dir.path())
@@ -207,17 +463,7 @@ pub fn run_to_exit(vars: &[(&str, &str)]) -> (i32, String) {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
-    let deadline = Instant::now() + STEP;
-    let status = loop {
-        if let Ok(Some(s)) = child.try_wait() {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("server with {vars:?} did not exit");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = wait_exit(&mut child, STEP);
     let mut out = String::new();
     let _ = child.stdout.take().map(|mut s| s.read_to_string(&mut out));
     let _ = child.stderr.take().map(|mut s| s.read_to_string(&mut out));

@@ -39,6 +39,7 @@ pub(crate) struct State {
     pub(crate) active_channels: usize,
     pub(crate) cache_bytes: u64,
     pub(crate) control_connected: bool,
+    pub(crate) control_pending: usize,
 }
 
 /// Every metric the server exports.
@@ -46,6 +47,7 @@ pub(crate) struct State {
 pub(crate) struct Metrics {
     pub(crate) connections: Family<KindLabel, Gauge>,
     receivers: Family<StateLabel, Gauge>,
+    pub(crate) receivers_started: Counter,
     pub(crate) chunks_in: Counter,
     pub(crate) bytes_in: Counter,
     pub(crate) chunks_out: Counter,
@@ -53,9 +55,12 @@ pub(crate) struct Metrics {
     pub(crate) receivers_kicked: Counter,
     pub(crate) publish_requests: Family<OutcomeLabel, Counter>,
     pub(crate) refused: Family<ReasonLabel, Counter>,
+    pub(crate) tls_reloads: Family<OutcomeLabel, Counter>,
+    pub(crate) control_dials: Family<OutcomeLabel, Counter>,
     channels_active: Gauge,
     cache_bytes: Gauge<u64, AtomicU64>,
     control_connected: Gauge,
+    control_pending: Gauge,
 }
 
 impl Metrics {
@@ -70,6 +75,11 @@ impl Metrics {
             "receivers",
             "Receivers and probes by state: waiting for a publisher, or playing",
             self.receivers.clone(),
+        );
+        r.register(
+            "receivers_started",
+            "Receivers and probes that started playing",
+            self.receivers_started.clone(),
         );
         r.register(
             "chunks_in",
@@ -107,6 +117,16 @@ impl Metrics {
             self.refused.clone(),
         );
         r.register(
+            "control_dials",
+            "Dials to the coordinator by outcome (connected, failed)",
+            self.control_dials.clone(),
+        );
+        r.register(
+            "tls_reloads",
+            "Changed certificate files, reloaded or rejected (the previous pair kept)",
+            self.tls_reloads.clone(),
+        );
+        r.register(
             "channels_active",
             "Channels with an active publisher",
             self.channels_active.clone(),
@@ -121,6 +141,11 @@ impl Metrics {
             "1 while the coordinator link is up",
             self.control_connected.clone(),
         );
+        r.register(
+            "control_pending_requests",
+            "Publish requests waiting for the coordinator's answer",
+            self.control_pending.clone(),
+        );
         r
     }
 
@@ -131,6 +156,8 @@ impl Metrics {
         self.cache_bytes.set(state.cache_bytes);
         self.control_connected
             .set(i64::from(state.control_connected));
+        self.control_pending
+            .set(i64::try_from(state.control_pending).unwrap_or(i64::MAX));
         let mut text = String::new();
         // Writing into a String cannot fail.
         let _ = encode(&mut text, &self.registry());

@@ -184,7 +184,10 @@ impl Server {
         drain.spawn(accept(listeners.plain, shared.clone(), Role::Public(None)));
         if let (Some(listener), Some(tls)) = (listeners.tls, tls) {
             log_address("https", &listener);
-            drain.spawn(tls.clone().watch(drain.signal.clone()));
+            drain.spawn(
+                tls.clone()
+                    .watch(drain.signal.clone(), shared.metrics.clone()),
+            );
             drain.spawn(accept(listener, shared.clone(), Role::Public(Some(tls))));
         }
         if let Some(listener) = listeners.operator {
@@ -263,15 +266,17 @@ impl Shared {
             config.max_ip_concurrent,
             config.concurrent_limit_whitelist.clone(),
         );
+        let metrics = Arc::new(Metrics::default());
         let control = config.control.clone().map(|settings| {
-            Control::new(settings, hub.clone(), config.heartbeat, config.idle_timeout)
+            let (heartbeat, silence) = (config.heartbeat, config.idle_timeout);
+            Control::new(settings, hub.clone(), metrics.clone(), heartbeat, silence)
         });
         Arc::new(Self {
             config,
             hub,
             limiter,
             control,
-            metrics: Arc::new(Metrics::default()),
+            metrics,
             drain: Drain::default(),
             next_session: AtomicU64::new(1),
         })
@@ -295,6 +300,7 @@ impl Shared {
             active_channels: self.hub.active_channels(),
             cache_bytes: self.hub.cache_bytes(),
             control_connected: connected,
+            control_pending: self.control.as_ref().map_or(0, Control::pending),
         })
     }
 }

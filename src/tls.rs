@@ -17,6 +17,8 @@ use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
 use tokio_util::sync::CancellationToken;
 
+use crate::metrics::{Metrics, OutcomeLabel};
+
 use crate::config::TlsSettings;
 
 #[derive(Debug, thiserror::Error)]
@@ -132,7 +134,13 @@ impl Tls {
     }
 
     /// Checks the files every period and reloads a changed, valid pair, until `shutdown`.
-    pub(crate) async fn watch(self: Arc<Self>, shutdown: CancellationToken) {
+    pub(crate) async fn watch(self: Arc<Self>, shutdown: CancellationToken, metrics: Arc<Metrics>) {
+        let reloads = |outcome| {
+            metrics
+                .tls_reloads
+                .get_or_create(&OutcomeLabel { outcome })
+                .inc()
+        };
         let Some(period) = self.settings.check_reload else {
             return;
         };
@@ -150,9 +158,11 @@ impl Tls {
                 Ok(key) => {
                     self.resolver.set(key);
                     seen = now;
+                    reloads("reloaded");
                     tracing::info!(cert = %self.settings.cert.display(), "TLS certificate reloaded");
                 }
                 Err(e) => {
+                    reloads("rejected");
                     tracing::warn!(error = %e, "TLS certificate not reloaded; the previous one stays in use")
                 }
             }

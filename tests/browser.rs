@@ -59,7 +59,7 @@ async fn scenario() {
     let artifacts = artifacts();
     // Short heartbeats so the page handles `h` between chunks; several
     // loopback connections at once (two pages, probes, the encoder).
-    let mut server = Server::start(&[
+    let mut server = Server::process(&[
         ("HEARTBEAT_SECONDS", "2"),
         ("MAX_IP_CONCURRENT_CONNECTIONS", "32"),
     ]);
@@ -156,7 +156,7 @@ async fn record_chromium_fixture() {
 
 async fn record() {
     let artifacts = artifacts();
-    let mut server = Server::start(&[]);
+    let mut server = Server::process(&[]);
     let origin = format!("http://{}", server.addr);
     // Waiting before the publisher exists, this receiver gets every chunk.
     let receiver = common::ws(&server.url(&format!("/{CHANNEL}/{KEY}/receive"))).await;

@@ -1,4 +1,6 @@
-//! Coordinator mode (docs/PROTOCOL.md §3) through the real binary against a scripted coordinator.
+//! Coordinator mode (docs/PROTOCOL.md §3) against a scripted coordinator:
+//! through the library's `run()`, and through the real binary where the log
+//! is checked for secrets.
 
 mod common;
 
@@ -12,15 +14,23 @@ use ws_stream_server::control::codec::ControlMessage;
 
 const SECRET: &str = "coordinator-secret-7781";
 
-fn server_for(coord: &Coordinator, extra: &[(&str, &str)]) -> Server {
-    let base = coord.base_url();
+fn vars_for<'a>(base: &'a str, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
     let mut vars = vec![
-        ("CONTROL_BASE_URL", base.as_str()),
+        ("CONTROL_BASE_URL", base),
         ("CONTROL_SECRET", SECRET),
         ("LOG_DEBUG", "YES"),
     ];
     vars.extend_from_slice(extra);
-    Server::start(&vars)
+    vars
+}
+
+fn server_for(coord: &Coordinator, extra: &[(&str, &str)]) -> Server {
+    Server::start(&vars_for(&coord.base_url(), extra))
+}
+
+/// The real binary, for tests that read its log.
+fn process_for(coord: &Coordinator, extra: &[(&str, &str)]) -> Server {
+    Server::process(&vars_for(&coord.base_url(), extra))
 }
 
 fn reply(method: &str, request: &ControlMessage, stream_id: &str) -> ControlMessage {
@@ -39,9 +49,11 @@ fn publish_async(
     tokio::spawn(async move { try_ws(&url).await })
 }
 
-/// The server's side of the link is up once it logs so.
-fn linked(server: &Server, times: usize) {
-    server.wait_log_count("connected to the coordinator", times);
+/// The server's side of the link is up, for the `times`-th time.
+async fn linked(server: &Server, times: usize) {
+    let sample = "ws_stream_control_dials_total{outcome=\"connected\"}";
+    server.wait_metric(sample, |n| n >= times as f64).await;
+    server.wait_control(true).await;
 }
 
 async fn accepted(server: &Server, link: &mut Link, channel: &str, stream_id: &str) -> Ws {
@@ -56,7 +68,7 @@ async fn accepted(server: &Server, link: &mut Link, channel: &str, stream_id: &s
 #[tokio::test]
 async fn dials_with_the_documented_path_and_headers() {
     let mut coord = Coordinator::start().await;
-    let server = server_for(
+    let server = process_for(
         &coord,
         &[
             ("EXTERNAL_IP", "10.9.8.7"),
@@ -97,9 +109,9 @@ async fn no_token_without_a_secret() {
 #[tokio::test]
 async fn accept_relays_and_the_end_sends_publish_end() {
     let mut coord = Coordinator::start().await;
-    let server = server_for(&coord, &[]);
+    let server = process_for(&coord, &[]);
     let mut link = coord.link().await;
-    linked(&server, 1);
+    linked(&server, 1).await;
     let publish = publish_async(&server, "/chan/key1/publish");
     let request = link.recv().await;
     assert_eq!(request.method(), "PUBLISH-REQUEST");
@@ -127,7 +139,7 @@ async fn deny_timeout_and_down_answer_invalid_key() {
     let mut coord = Coordinator::start().await;
     let server = server_for(&coord, &[("PUBLISH_AUTH_TIMEOUT_SECONDS", "1")]);
     let mut link = coord.link().await;
-    linked(&server, 1);
+    linked(&server, 1).await;
     // Denied.
     let publish = publish_async(&server, "/c1/k/publish");
     let request = link.recv().await;
@@ -156,7 +168,7 @@ async fn deny_timeout_and_down_answer_invalid_key() {
     // Link down: denied at once.
     drop(link);
     drop(coord);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    server.wait_control(false).await;
     let started = Instant::now();
     assert_eq!(
         try_ws(&server.url("/c1/k/publish")).await.err(),
@@ -171,7 +183,11 @@ async fn coordinator_unreachable_at_start() {
     let url = format!("ws://{}/", unused.local_addr().unwrap());
     drop(unused);
     let server = Server::start(&[("CONTROL_BASE_URL", url.as_str())]);
-    server.wait_log("cannot connect to the coordinator");
+    server
+        .wait_metric("ws_stream_control_dials_total{outcome=\"failed\"}", |n| {
+            n >= 1.0
+        })
+        .await;
     assert_eq!(
         try_ws(&server.url("/c/k/publish")).await.err(),
         Some((403, "Invalid Key.".to_owned()))
@@ -183,9 +199,9 @@ async fn coordinator_unreachable_at_start() {
 #[tokio::test]
 async fn unknown_ids_and_bad_input_are_ignored() {
     let mut coord = Coordinator::start().await;
-    let server = server_for(&coord, &[]);
+    let server = process_for(&coord, &[]);
     let mut link = coord.link().await;
-    linked(&server, 1);
+    linked(&server, 1).await;
     let bogus = ControlMessage::new("PUBLISH-ACCEPT")
         .with_param("Request-ID", "987654")
         .with_param("Stream-Channel", "x")
@@ -208,12 +224,8 @@ async fn unknown_ids_and_bad_input_are_ignored() {
     // The link is still up and works.
     let mut publisher = accepted(&server, &mut link, "ok", "s-ok").await;
     send(&mut publisher, vec![5]).await;
-    assert!(
-        server.log_text().contains("boom") || {
-            server.wait_log("boom");
-            true
-        }
-    );
+    // The coordinator's ERROR message is logged.
+    server.wait_for_log("boom").await;
     link.quiet_for(Duration::from_millis(300)).await;
 }
 
@@ -222,7 +234,7 @@ async fn kill_by_id_and_by_star() {
     let mut coord = Coordinator::start().await;
     let server = server_for(&coord, &[]);
     let mut link = coord.link().await;
-    linked(&server, 1);
+    linked(&server, 1).await;
     let mut a = accepted(&server, &mut link, "ka", "id-a").await;
     let mut b = accepted(&server, &mut link, "kb", "id-b").await;
     let kill = |channel: &str, id: &str| {
@@ -253,11 +265,11 @@ async fn reconnects_at_once_after_a_drop_and_closes_publishers() {
     let mut coord = Coordinator::start().await;
     let server = server_for(&coord, &[]);
     let mut link = coord.link().await;
-    linked(&server, 1);
+    linked(&server, 1).await;
     let mut publisher = accepted(&server, &mut link, "rc", "id-rc").await;
     drop(link);
     let mut again = coord.link().await;
-    linked(&server, 2);
+    linked(&server, 2).await;
     assert_eq!(expect_close(&mut publisher).await, Some(1000));
     let end = again.recv().await;
     assert_eq!(
@@ -266,20 +278,29 @@ async fn reconnects_at_once_after_a_drop_and_closes_publishers() {
     );
 }
 
-#[tokio::test]
-async fn reconnects_to_a_restarted_coordinator() {
+/// On the paused clock: a failed dial is retried after the default 10 s
+/// `CONTROL_RETRY_SECONDS`, and reaches a coordinator that came back.
+#[tokio::test(start_paused = true)]
+async fn reconnects_to_a_restarted_coordinator_after_the_retry_delay() {
     let mut coord = Coordinator::start().await;
     let addr = coord.addr.to_string();
-    let server = server_for(&coord, &[("CONTROL_RETRY_SECONDS", "1")]);
+    let server = Server::start_here(&vars_for(&coord.base_url(), &[])).await;
     let link = coord.link().await;
-    linked(&server, 1);
+    linked(&server, 1).await;
     drop(link);
     drop(coord);
-    server.wait_log("control link down");
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The link is dialled again at once, and that dial fails.
+    let failed = "ws_stream_control_dials_total{outcome=\"failed\"}";
+    server.wait_metric(failed, |n| n >= 1.0).await;
+    let down_at = tokio::time::Instant::now();
     let mut restarted = Coordinator::start_on(&addr).await;
-    let mut link = restarted.link().await;
-    linked(&server, 2);
+    let mut link = restarted.link_within(Duration::from_secs(30)).await;
+    let waited = down_at.elapsed();
+    assert!(
+        waited >= Duration::from_millis(9_900) && waited < Duration::from_secs(11),
+        "dialled again after {waited:?}"
+    );
+    linked(&server, 2).await;
     let _p = accepted(&server, &mut link, "back", "id-back").await;
 }
 
@@ -291,7 +312,7 @@ async fn heartbeats_both_ways_and_silence_redials() {
         &[("HEARTBEAT_SECONDS", "1"), ("IDLE_TIMEOUT_SECONDS", "3")],
     );
     let mut link = coord.link().await;
-    linked(&server, 1);
+    linked(&server, 1).await;
     let started = Instant::now();
     assert_eq!(link.recv_any().await.method(), "HEARTBEAT");
     assert!(
@@ -314,7 +335,7 @@ async fn racing_publishers_with_a_slow_coordinator() {
     let mut coord = Coordinator::start().await;
     let server = server_for(&coord, &[]);
     let mut link = coord.link().await;
-    linked(&server, 1);
+    linked(&server, 1).await;
     let first = publish_async(&server, "/race/k/publish");
     let request = link.recv().await;
     // While the coordinator thinks, the channel is already claimed.
@@ -333,12 +354,15 @@ async fn a_publisher_that_leaves_while_waiting_frees_the_stream() {
     let mut coord = Coordinator::start().await;
     let server = server_for(&coord, &[]);
     let mut link = coord.link().await;
-    linked(&server, 1);
+    linked(&server, 1).await;
     let publish = publish_async(&server, "/gone/k/publish");
     let request = link.recv().await;
     publish.abort();
     let _ = publish.await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The server saw the publisher leave: its request no longer waits.
+    server
+        .wait_metric("ws_stream_control_pending_requests", |n| n == 0.0)
+        .await;
     link.send(&reply("PUBLISH-ACCEPT", &request, "id-gone"))
         .await;
     let end = link.recv().await;
@@ -355,12 +379,12 @@ async fn a_huge_control_message_drops_the_link_which_is_dialled_again() {
     let mut coord = Coordinator::start().await;
     let server = server_for(&coord, &[]);
     let mut link = coord.link().await;
-    linked(&server, 1);
+    linked(&server, 1).await;
     let huge = format!("ERROR\nError-Message: {}", "x".repeat(200 * 1024));
     link.send_raw(Message::Text(huge.into())).await;
     link.closed().await;
     let mut again = coord.link().await;
-    linked(&server, 2);
+    linked(&server, 2).await;
     let _p = accepted(&server, &mut again, "after-huge", "id-h").await;
     assert_eq!(get(server.addr, "/").0, 200);
 }

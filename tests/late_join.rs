@@ -1,5 +1,5 @@
 //! Late joiners decode (docs/PROTOCOL.md §2.7 improvement) with real media made by ffmpeg,
-//! published through the real binary in chunks cut at random offsets, with a
+//! published in chunks cut at random offsets, with a
 //! cache small enough to force eviction. Needs Debian's ffmpeg (installed by
 //! .ci/run); fails loudly without it.
 
@@ -133,8 +133,9 @@ async fn publish_with_joiners(
     media: &[u8],
     kind: &str,
 ) -> (Vec<u8>, Vec<Vec<u8>>) {
+    let started_before = server.metric("ws_stream_receivers_started_total") as usize;
     let early = ws(&server.url(&format!("/{channel}/k/receive"))).await;
-    server.wait_log_count("play idle", 1);
+    server.wait_waiting(1).await;
     let early = tokio::spawn(collect(early));
     let mut publisher = ws(&server.url(&format!("/{channel}/k/publish"))).await;
     let chunks = cut(media, channel.len() as u64 * 7919);
@@ -149,7 +150,8 @@ async fn publish_with_joiners(
             // the publisher's end would wait for a next publisher instead.
             let joiner = ws(&server.url(&format!("/{channel}/k/{kind}"))).await;
             late.push(tokio::spawn(collect(joiner)));
-            server.wait_log_count("play start", late.len());
+            // The early receiver and every joiner so far.
+            server.wait_started(started_before + 1 + late.len()).await;
         }
     }
     close(publisher).await;
@@ -162,7 +164,8 @@ async fn publish_with_joiners(
 }
 
 async fn check_media(name: &str, media: Vec<u8>, video: bool) {
-    let server = Server::start(&[
+    // The real process: its resident memory is checked.
+    let server = Server::process(&[
         ("GOP_CACHE_SIZE_MB", "1"),
         ("MAX_IP_CONCURRENT_CONNECTIONS", "64"),
     ]);
@@ -307,11 +310,12 @@ async fn chromium_recording_with_clear_cache_then_late_joiners() {
     while got.len() < chunks[..half].iter().map(Vec::len).sum::<usize>() {
         got.extend(next_binary(&mut clearing).await);
     }
+    let started = server.metric("ws_stream_receivers_started_total") as usize;
     let joiner = ws(&server.url("/chrome2/k/receive")).await;
     let joiner = tokio::spawn(collect(joiner));
     let probe = ws(&server.url("/chrome2/k/probe")).await;
     let probe = tokio::spawn(collect(probe));
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    server.wait_started(started + 2).await;
     for chunk in &chunks[half..] {
         send(&mut publisher, chunk.clone()).await;
     }

@@ -244,6 +244,9 @@ async fn zero_disables_the_cache() {
     let server = Server::start(&[("GOP_CACHE_SIZE_MB", "0")]);
     let mut publisher = ws(&server.url("/nocache/k/publish")).await;
     send(&mut publisher, vec![1]).await;
+    server
+        .wait_metric("ws_stream_chunks_in_total", |n| n == 1.0)
+        .await;
     let mut r = ws(&server.url("/nocache/k/receive")).await;
     server.wait_playing(1).await;
     send(&mut publisher, vec![2]).await;
@@ -256,6 +259,10 @@ async fn clear_cache_then_a_second_receiver_gets_only_live() {
     let mut publisher = ws(&server.url("/clear/k/publish")).await;
     send(&mut publisher, vec![1]).await;
     send(&mut publisher, vec![2]).await;
+    // Both cached before the encoder arrives, so its replay is what it clears.
+    server
+        .wait_metric("ws_stream_chunks_in_total", |n| n == 2.0)
+        .await;
     let mut encoder = ws(&server.url("/clear/k/receive-clear-cache")).await;
     assert_eq!(next_binary(&mut encoder).await, [1]);
     assert_eq!(next_binary(&mut encoder).await, [2]);

@@ -193,7 +193,7 @@ async fn churn_leaves_no_trace() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(8);
-    let server = Server::start(&[
+    let server = Server::process(&[
         ("CONCURRENT_LIMIT_WHITELIST", "127.0.0.1"),
         ("MAX_MESSAGE_SIZE_MB", "1"),
         ("RECEIVER_QUEUE_MB", "1"),
@@ -266,20 +266,7 @@ async fn churn_leaves_no_trace() {
         rss_after < rss_before + 64 * 1024,
         "RSS {rss_before} -> {rss_after} KiB"
     );
-    let metrics_addr = {
-        let log = server.log_text();
-        let rest = log
-            .split("metrics on http://")
-            .nth(1)
-            .unwrap_or("")
-            .to_owned();
-        rest.split('/')
-            .next()
-            .unwrap_or("")
-            .parse::<std::net::SocketAddr>()
-            .expect("metrics address")
-    };
-    let text = get(metrics_addr, "/metrics").1;
+    let text = server.metrics_text();
     for line in text.lines().filter(|l| {
         l.starts_with("ws_stream_connections{") || l.starts_with("ws_stream_channels_active ")
     }) {

@@ -110,7 +110,7 @@ async fn wss_relays_byte_exact_beside_plain_ws() {
     let mut publisher = wss(&ca, &server, "/tls/k/publish").await;
     let mut secure = wss(&ca, &server, "/tls/k/receive").await;
     let mut plain = ws(&server.url("/tls/k/receive")).await;
-    server.wait_log_count("play start", 2);
+    server.wait_playing(2).await;
     for i in 0..200u64 {
         send(&mut publisher, payload(i, 1 + (i as usize * 997) % 200_000)).await;
     }
@@ -186,7 +186,7 @@ async fn reload_swaps_the_certificate_without_dropping_streams() {
     assert_eq!(presented(&ca, &server).await, first.der);
     let mut publisher = wss(&ca, &server, "/reload/k/publish").await;
     let mut receiver = wss(&ca, &server, "/reload/k/receive").await;
-    server.wait_log_count("play start", 1);
+    server.wait_playing(1).await;
     let second = ca.leaf();
     let mut seq = 0u64;
     let streamer = async {
@@ -202,22 +202,26 @@ async fn reload_swaps_the_certificate_without_dropping_streams() {
         write_pair(dir.path(), &second);
     };
     tokio::join!(streamer, swapper);
-    server.wait_log("TLS certificate reloaded");
+    let reloaded = "ws_stream_tls_reloads_total{outcome=\"reloaded\"}";
+    let rejected = "ws_stream_tls_reloads_total{outcome=\"rejected\"}";
+    server.wait_metric(reloaded, |n| n == 1.0).await;
     assert_eq!(presented(&ca, &server).await, second.der);
     // A broken replacement is refused; the second certificate stays.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let before = server.metric(rejected);
     std::fs::write(
         dir.path().join("cert.pem"),
         "-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n",
     )
     .unwrap();
-    server.wait_log("TLS certificate not reloaded");
+    server.wait_metric(rejected, |n| n > before).await;
     assert_eq!(presented(&ca, &server).await, second.der);
     // A mismatched pair too.
     let third = ca.leaf();
+    let before = server.metric(rejected);
     std::fs::write(dir.path().join("cert.pem"), &third.cert_pem).unwrap();
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    server.wait_metric(rejected, |n| n > before).await;
     assert_eq!(presented(&ca, &server).await, second.der);
+    assert_eq!(server.metric(reloaded), 1.0);
     // The stream opened before everything still flows.
     send(&mut publisher, vec![7; 1000]).await;
     assert_eq!(next_binary(&mut receiver).await, vec![7; 1000]);

@@ -37,6 +37,7 @@ pub(super) async fn run(control: Control, shutdown: CancellationToken) {
         };
         match dialled {
             Ok(link) => {
+                control.dialled("connected");
                 tracing::info!(url = %control.inner.settings.url, "connected to the coordinator");
                 let reason = serve(&control, link, &shutdown).await;
                 control.link_down();
@@ -50,6 +51,7 @@ pub(super) async fn run(control: Control, shutdown: CancellationToken) {
             }
             Err(e) => {
                 control.link_down();
+                control.dialled("failed");
                 let retry = control.inner.settings.retry_delay;
                 tracing::warn!(url = %control.inner.settings.url, error = %e, retry_seconds = retry.as_secs(), "cannot connect to the coordinator");
                 tokio::select! {

@@ -21,6 +21,7 @@ use tokio::time::timeout;
 use self::codec::{method, param, ControlMessage};
 use crate::config::ControlSettings;
 use crate::hub::Hub;
+use crate::metrics::{Metrics, OutcomeLabel};
 
 /// Expired request ids remembered, so a late PUBLISH-ACCEPT can be answered with PUBLISH-END.
 const EXPIRED_MEMORY: usize = 4096;
@@ -60,6 +61,7 @@ pub(crate) struct Control {
 struct Inner {
     settings: ControlSettings,
     hub: Arc<Hub>,
+    metrics: Arc<Metrics>,
     heartbeat: std::time::Duration,
     silence: std::time::Duration,
     next_request: AtomicU64,
@@ -99,6 +101,7 @@ impl Control {
     pub(crate) fn new(
         settings: ControlSettings,
         hub: Arc<Hub>,
+        metrics: Arc<Metrics>,
         heartbeat: std::time::Duration,
         silence: std::time::Duration,
     ) -> Self {
@@ -106,6 +109,7 @@ impl Control {
             inner: Arc::new(Inner {
                 settings,
                 hub,
+                metrics,
                 heartbeat,
                 silence,
                 next_request: AtomicU64::new(0),
@@ -285,6 +289,17 @@ impl Control {
                 }
             }
         }
+    }
+
+    /// Publish requests waiting for the coordinator's answer.
+    pub(crate) fn pending(&self) -> usize {
+        self.link().pending.len()
+    }
+
+    /// Counts one dial by its outcome (`connected`, `failed`).
+    fn dialled(&self, outcome: &'static str) {
+        let dials = &self.inner.metrics.control_dials;
+        dials.get_or_create(&OutcomeLabel { outcome }).inc();
     }
 
     /// Checks that the settings make a valid dial request (a fault is a start-up error).

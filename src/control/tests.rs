@@ -20,6 +20,7 @@ fn setup(timeout_secs: u64) -> (Control, Arc<Hub>) {
     let control = Control::new(
         settings,
         hub.clone(),
+        Arc::default(),
         Duration::from_secs(20),
         Duration::from_secs(60),
     );

@@ -135,6 +135,7 @@ fn announce(source: &Source, info: &SessionInfo) -> Option<Open> {
         }
         Source::Active(_) => {
             tracing::info!(target: "request", channel = %info.channel, kind = info.kind.as_str(), "{} play start", info.tag);
+            info.metrics.receivers_started.inc();
             Some(Open::receiver(&info.metrics, "playing"))
         }
         Source::None | Source::Refused => None,

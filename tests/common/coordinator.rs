@@ -73,7 +73,12 @@ impl Coordinator {
 
     /// The next control connection from the server.
     pub async fn link(&mut self) -> Link {
-        tokio::time::timeout(STEP, self.conns.recv())
+        self.link_within(STEP).await
+    }
+
+    /// The next control connection, within `limit`.
+    pub async fn link_within(&mut self, limit: Duration) -> Link {
+        tokio::time::timeout(limit, self.conns.recv())
             .await
             .expect("server did not connect to the coordinator")
             .expect("coordinator stopped")

@@ -283,6 +283,12 @@ impl Server {
             .await;
     }
 
+    /// Waits until `n` receivers or probes in all have started playing since the start.
+    pub async fn wait_started(&self, n: usize) {
+        self.wait_metric("ws_stream_receivers_started_total", |v| v >= n as f64)
+            .await;
+    }
+
     /// Waits until `n` receivers or probes wait for a publisher.
     pub async fn wait_waiting(&self, n: usize) {
         self.wait_metric("ws_stream_receivers{state=\"waiting\"}", |v| v == n as f64)
@@ -345,6 +351,18 @@ impl Server {
         match &self.backend {
             Backend::Process { log, .. } => log.lock().unwrap().join("\n"),
             Backend::InProcess { .. } => panic!("log_text() needs Server::process"),
+        }
+    }
+
+    /// Waits until a line of the process's log contains `needle`: for tests of
+    /// the log itself, never as synchronisation.
+    pub async fn wait_for_log(&self, needle: &str) {
+        let deadline = tokio::time::Instant::now() + STEP;
+        while !self.log_text().contains(needle) {
+            if tokio::time::Instant::now() > deadline {
+                panic!("no log line with {needle:?}:\n{}", self.log_text());
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
 

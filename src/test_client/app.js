@@ -577,8 +577,10 @@ class WebmReclusterer {
     const time = this.clusterTime + relative;
     const isKey = key === null ? (element[offsetAt + 2] & 0x80) !== 0 : key;
     const videoKey = isKey && this.videoTracks.has(track.value);
-    if (this.outTime === null || videoKey || time < this.outTime || time - this.outTime > MAX_OFFSET) {
-      this.openCluster(videoKey || this.outTime === null ? Math.max(0, time - CLUSTER_LEAD) : time);
+    const behind = time < this.outTime && this.outTime > 0;
+    if (this.outTime === null || videoKey || behind || time - this.outTime > MAX_OFFSET) {
+      // Cluster Timecodes are unsigned: a stream with negative block times keeps negative offsets.
+      this.openCluster(Math.max(0, videoKey || this.outTime === null ? time - CLUSTER_LEAD : time));
     }
     const copy = element.slice();
     const rebased = time - this.outTime;

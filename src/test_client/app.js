@@ -742,8 +742,9 @@ function reframe(bytes) {
     return pl.reclusterer.push(bytes);
   } catch (err) {
     log("play-log", `cannot follow the WebM (${err.message}): appending the rest as received`, "error");
+    const unread = pl.reclusterer.pending;
     pl.reclusterer = null;
-    return bytes;
+    return concat([unread, bytes]);
   }
 }
 
@@ -752,15 +753,13 @@ function pump() {
   const pl = player;
   const sb = pl.buffer;
   if (!sb || sb.updating || pl.source.readyState !== "open") return;
+  // Re-framing yields nothing while a block is incomplete.
+  while (pl.queue.length > 0 && pl.queue[0].length === 0) pl.queue.shift();
   if (pl.queue.length === 0) {
     finishWhenDrained();
     return;
   }
   const next = pl.queue.shift();
-  if (next.length === 0) {
-    pump();
-    return;
-  }
   try {
     sb.appendBuffer(next);
   } catch (err) {

@@ -392,6 +392,215 @@ function mseType(info) {
   return info.codecs.length ? `${info.base}; codecs="${info.codecs.join(",")}"` : info.base;
 }
 
+// === WebM re-clustering for MSE ===
+//
+// Firefox's MSE drops the video of a Cluster that does not start with a video
+// keyframe when the stream also carries audio, and MediaRecorder (Firefox's,
+// Chromium's) starts Clusters every second or so but keyframes far less
+// often. So the player re-frames the WebM before appending: one unknown-size
+// Cluster per video keyframe, every block moved into it with its timestamp
+// re-based, as soon as the block is complete (no Cluster of delay added).
+
+const EBML_ID = 0x1a45dfa3;
+const SEGMENT_ID = 0x18538067;
+const CLUSTER_ID = 0x1f43b675;
+const TRACKS_ID = 0x1654ae6b;
+const TRACK_ENTRY_ID = 0xae;
+const TRACK_NUMBER_ID = 0xd7;
+const TRACK_TYPE_ID = 0x83;
+const CODEC_ID_ID = 0x86;
+const TIMECODE_ID = 0xe7;
+const SIMPLE_BLOCK_ID = 0xa3;
+const BLOCK_GROUP_ID = 0xa0;
+const BLOCK_ID = 0xa1;
+const REFERENCE_BLOCK_ID = 0xfb;
+/** Cluster children that may follow a Timecode (anything else ends an unknown-size Cluster). */
+const CLUSTER_CHILDREN = new Set([TIMECODE_ID, SIMPLE_BLOCK_ID, BLOCK_GROUP_ID, 0x5854, 0xa7, 0xab, 0xaf, 0xec, 0xbf]);
+/** A new Cluster's Timecode sits this far (ms at the usual scale) before its keyframe, so
+ * audio that arrives after the keyframe with a slightly earlier time still gets a
+ * non-negative offset (Chromium rejects negative ones). */
+const CLUSTER_LEAD = 1000;
+const MAX_OFFSET = 32767;
+
+/** A variable-size integer at `at`: { value, length, unknown } or null when incomplete. */
+function readVint(bytes, at) {
+  if (at >= bytes.length) return null;
+  const first = bytes[at];
+  let length = 1;
+  while (length <= 8 && !(first & (0x80 >> (length - 1)))) length++;
+  if (length > 8) throw new Error(`invalid EBML size byte 0x${first.toString(16)}`);
+  if (at + length > bytes.length) return null;
+  let value = first & (0xff >> length);
+  let unknown = value === 0xff >> length;
+  for (let i = 1; i < length; i++) {
+    value = value * 256 + bytes[at + i];
+    if (bytes[at + i] !== 0xff) unknown = false;
+  }
+  return { value, length, unknown };
+}
+
+/** An element header at `at`: { id, size (null: unknown), length } or null when incomplete. */
+function readElementHeader(bytes, at) {
+  if (at >= bytes.length) return null;
+  const first = bytes[at];
+  const idLength = first >= 0x80 ? 1 : first >= 0x40 ? 2 : first >= 0x20 ? 3 : first >= 0x10 ? 4 : 0;
+  if (!idLength) throw new Error(`invalid EBML ID byte 0x${first.toString(16)}`);
+  if (at + idLength > bytes.length) return null;
+  let id = 0;
+  for (let i = 0; i < idLength; i++) id = id * 256 + bytes[at + i];
+  const size = readVint(bytes, at + idLength);
+  if (!size) return null;
+  return { id, size: size.unknown ? null : size.value, length: idLength + size.length };
+}
+
+function readUint(bytes, at, length) {
+  let value = 0;
+  for (let i = 0; i < length; i++) value = value * 256 + bytes[at + i];
+  return value;
+}
+
+/** The children of the element body bytes[from, to): [{ id, at (body start), size }]. */
+function children(bytes, from, to) {
+  const out = [];
+  for (let at = from; at < to; ) {
+    const h = readElementHeader(bytes, at);
+    if (!h || h.size === null || at + h.length + h.size > to) break;
+    out.push({ id: h.id, at: at + h.length, size: h.size });
+    at += h.length + h.size;
+  }
+  return out;
+}
+
+class WebmReclusterer {
+  constructor() {
+    this.pending = new Uint8Array(0);
+    this.offset = 0; // stream offset of pending[0]
+    this.level = "top"; // top | segment | cluster
+    this.segmentEnd = Infinity;
+    this.clusterEnd = Infinity;
+    this.videoTracks = new Set();
+    this.clusterTime = 0;
+    this.outTime = null; // Timecode of the Cluster being written; null: none open
+    this.inMedia = false; // a Cluster was seen in this Segment
+    this.out = [];
+    this.clusters = 0; // Clusters written, for the page's stats
+  }
+
+  /** Takes received bytes; returns the re-framed bytes ready so far (maybe empty). */
+  push(chunk) {
+    const bytes = this.pending.length ? concat([this.pending, chunk]) : chunk;
+    let at = 0;
+    for (;;) {
+      const pos = this.offset + at;
+      if (this.level === "cluster" && pos >= this.clusterEnd) this.level = "segment";
+      if (this.level === "segment" && pos >= this.segmentEnd) this.level = "top";
+      const h = readElementHeader(bytes, at);
+      if (!h) break;
+      const body = at + h.length;
+      if (h.id === SEGMENT_ID && this.level === "top") {
+        // Re-framing changes the length: always an unknown-size Segment.
+        this.out.push(Uint8Array.of(0x18, 0x53, 0x80, 0x67, 0x01, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff));
+        this.level = "segment";
+        this.segmentEnd = h.size === null ? Infinity : pos + h.length + h.size;
+        this.inMedia = false;
+        this.outTime = null;
+        at = body;
+        continue;
+      }
+      if (h.id === CLUSTER_ID && this.level !== "top") {
+        this.level = "cluster";
+        this.clusterEnd = h.size === null ? Infinity : pos + h.length + h.size;
+        this.inMedia = true;
+        at = body;
+        continue;
+      }
+      if (this.level === "cluster" && !CLUSTER_CHILDREN.has(h.id)) this.level = "segment";
+      if (this.level === "segment" && h.id === EBML_ID) this.level = "top";
+      if (h.size === null) throw new Error(`unknown-size element 0x${h.id.toString(16)}`);
+      const end = body + h.size;
+      if (end > bytes.length) break;
+      this.element(h.id, bytes.subarray(at, end), h.length);
+      at = end;
+    }
+    this.offset += at;
+    this.pending = bytes.slice(at);
+    const out = this.out.length === 1 ? this.out[0] : concat(this.out);
+    this.out = [];
+    return out;
+  }
+
+  element(id, element, headerLength) {
+    if (this.level === "top") {
+      if (id === EBML_ID) {
+        this.videoTracks.clear();
+        this.outTime = null;
+      }
+      this.out.push(element);
+    } else if (this.level === "segment") {
+      // Before the media: Info, Tracks, SeekHead... pass; after it, Cues and
+      // the like only describe the original layout.
+      if (this.inMedia) return;
+      if (id === TRACKS_ID) this.readTracks(element, headerLength);
+      this.out.push(element);
+    } else if (id === TIMECODE_ID) {
+      this.clusterTime = readUint(element, headerLength, element.length - headerLength);
+    } else if (id === SIMPLE_BLOCK_ID) {
+      this.block(element, headerLength, null);
+    } else if (id === BLOCK_GROUP_ID) {
+      const parts = children(element, headerLength, element.length);
+      const block = parts.find((p) => p.id === BLOCK_ID);
+      if (block) this.block(element, block.at, !parts.some((p) => p.id === REFERENCE_BLOCK_ID));
+    }
+    // Other Cluster children (Position, PrevSize, Void, CRC-32) would be wrong after re-framing.
+  }
+
+  readTracks(element, headerLength) {
+    for (const entry of children(element, headerLength, element.length)) {
+      if (entry.id !== TRACK_ENTRY_ID) continue;
+      let number = null;
+      let video = false;
+      for (const field of children(element, entry.at, entry.at + entry.size)) {
+        if (field.id === TRACK_NUMBER_ID) number = readUint(element, field.at, field.size);
+        if (field.id === TRACK_TYPE_ID) video = readUint(element, field.at, field.size) === 1;
+        if (field.id === CODEC_ID_ID && element[field.at] === 0x56 /* "V_" */) video = true;
+      }
+      if (number !== null && video) this.videoTracks.add(number);
+    }
+  }
+
+  /** A block whose track number starts at element[at]; `key` null: read SimpleBlock flags. */
+  block(element, at, key) {
+    const track = readVint(element, at);
+    if (!track) return;
+    const offsetAt = at + track.length;
+    const relative = (element[offsetAt] << 24) >> 16 | element[offsetAt + 1];
+    const time = this.clusterTime + relative;
+    const isKey = key === null ? (element[offsetAt + 2] & 0x80) !== 0 : key;
+    const videoKey = isKey && this.videoTracks.has(track.value);
+    const behind = time < this.outTime && this.outTime > 0;
+    if (this.outTime === null || videoKey || behind || time - this.outTime > MAX_OFFSET) {
+      // Cluster Timecodes are unsigned: a stream with negative block times keeps negative offsets.
+      this.openCluster(Math.max(0, videoKey || this.outTime === null ? time - CLUSTER_LEAD : time));
+    }
+    const copy = element.slice();
+    const rebased = time - this.outTime;
+    copy[offsetAt] = (rebased >> 8) & 0xff;
+    copy[offsetAt + 1] = rebased & 0xff;
+    this.out.push(copy);
+  }
+
+  openCluster(time) {
+    this.outTime = time;
+    const timecode = [];
+    for (let t = time; timecode.length === 0 || t > 0; t = Math.floor(t / 256)) timecode.unshift(t % 256);
+    this.out.push(
+      Uint8Array.of(0x1f, 0x43, 0xb6, 0x75, 0x01, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        0xe7, 0x80 | timecode.length, ...timecode),
+    );
+    this.clusters += 1;
+  }
+}
+
 // === play ===
 
 const player = {
@@ -400,6 +609,7 @@ const player = {
   buffer: null,
   queue: [],
   head: [],
+  reclusterer: null,
   received: 0,
   meter: null,
   timer: null,
@@ -443,6 +653,7 @@ function resetPlayer() {
   clearInterval(pl.timer);
   pl.queue = [];
   pl.head = [];
+  pl.reclusterer = null;
   pl.received = 0;
   pl.ended = false;
   pl.finished = false;
@@ -464,7 +675,7 @@ function onPlayChunk(bytes) {
   $("bytes-received").textContent = formatBytes(pl.received);
   $("bytes-received").dataset.bytes = String(pl.received);
   if (pl.source) {
-    pl.queue.push(bytes);
+    pl.queue.push(reframe(bytes));
     pump();
     return;
   }
@@ -498,7 +709,8 @@ function openMediaSource(info) {
     stopPlaying("error", "unsupported type");
     return;
   }
-  pl.queue = pl.head;
+  pl.reclusterer = info.base === "video/mp4" ? null : new WebmReclusterer();
+  pl.queue = pl.head.map(reframe);
   pl.head = [];
   setState($("play-state"), "waiting", "buffering");
   pl.source = new MediaSource();
@@ -522,11 +734,27 @@ function openMediaSource(info) {
   }, { once: true });
 }
 
+/** What to append for received bytes: WebM re-framed (see WebmReclusterer), MP4 as is. */
+function reframe(bytes) {
+  const pl = player;
+  if (!pl.reclusterer) return bytes;
+  try {
+    return pl.reclusterer.push(bytes);
+  } catch (err) {
+    log("play-log", `cannot follow the WebM (${err.message}): appending the rest as received`, "error");
+    const unread = pl.reclusterer.pending;
+    pl.reclusterer = null;
+    return concat([unread, bytes]);
+  }
+}
+
 /** Appends the next queued chunk unless the SourceBuffer is busy. */
 function pump() {
   const pl = player;
   const sb = pl.buffer;
   if (!sb || sb.updating || pl.source.readyState !== "open") return;
+  // Re-framing yields nothing while a block is incomplete.
+  while (pl.queue.length > 0 && pl.queue[0].length === 0) pl.queue.shift();
   if (pl.queue.length === 0) {
     finishWhenDrained();
     return;
@@ -547,9 +775,7 @@ function pump() {
 function onUpdateEnd() {
   const video = $("video");
   const ranges = video.buffered;
-  if (ranges.length && !inRange(ranges, video.currentTime)) {
-    video.currentTime = ranges.start(ranges.length - 1);
-  }
+  skipForward(video);
   if (video.paused && ranges.length && !player.ended) {
     video.play().catch((err) => log("play-log", `autoplay blocked: ${err.message}`, "warn"));
   }
@@ -557,8 +783,21 @@ function onUpdateEnd() {
   pump();
 }
 
-function inRange(ranges, t) {
-  for (let i = 0; i < ranges.length; i++) if (t >= ranges.start(i) && t <= ranges.end(i)) return true;
+/**
+ * Moves the playhead forward to the next buffered range when it is before
+ * it, in a gap, or stalled at the very end of an earlier range. Never
+ * backwards: at the end of what is buffered the player waits for more.
+ */
+function skipForward(video) {
+  const ranges = video.buffered;
+  const t = video.currentTime;
+  for (let i = 0; i < ranges.length; i++) {
+    if (ranges.start(i) <= t) continue;
+    const playable = i > 0 && t < ranges.end(i - 1) - 0.1;
+    if (playable) return false;
+    video.currentTime = ranges.start(i);
+    return true;
+  }
   return false;
 }
 
@@ -585,6 +824,9 @@ function tickPlayer() {
   const delay = Math.max(0, end - video.currentTime);
   $("live-delay").textContent = `${delay.toFixed(2)} s`;
   $("live-delay").dataset.seconds = delay.toFixed(3);
+  if (!pl.ended && video.readyState < 3 && skipForward(video)) {
+    log("play-log", "skipped a gap in the buffered media", "warn");
+  }
   const maxDelay = Number($("max-delay").value) || 3;
   if (!pl.ended && !video.paused && delay > maxDelay) {
     video.currentTime = Math.max(ranges.start(ranges.length - 1), end - 0.5);

@@ -1,8 +1,12 @@
-//! Headless Chromium driven through a chromedriver that the test starts on a
-//! free loopback port. Both are found on PATH (Debian's `chromium` and
-//! `chromium-driver`); a missing one fails the test. Dropping the [`Browser`]
-//! kills chromedriver's process group and every Chromium process of its
-//! profile, whatever state the test ended in.
+//! Headless Chromium driven through a chromedriver, or headless Firefox
+//! driven through a geckodriver, that the test starts on a free loopback port.
+//! All are found on PATH (Debian's `chromium`, `chromium-driver` and
+//! `firefox-esr`; `geckodriver` from `cargo install geckodriver --locked`); a
+//! missing one fails the test. Dropping the [`Browser`] kills the driver's
+//! process group and every browser process of its profile, whatever state
+//! the test ended in.
+// Shared by tests/browser.rs and tests/firefox.rs; each uses part of it.
+#![allow(dead_code)]
 
 use std::fs::File;
 use std::net::{TcpListener, TcpStream};
@@ -30,8 +34,9 @@ pub fn tool(names: &[&str]) -> PathBuf {
         }
     }
     panic!(
-        "none of {names:?} is on PATH: the browser test needs Debian's chromium, \
-         chromium-driver and ffmpeg (apt-get install -y chromium chromium-driver ffmpeg; .ci/run does it)"
+        "none of {names:?} is on PATH: the browser tests need Debian's chromium, \
+         chromium-driver, firefox-esr and ffmpeg (apt-get install -y chromium chromium-driver \
+         firefox-esr ffmpeg) and geckodriver (cargo install geckodriver --locked); .ci/run does it"
     );
 }
 
@@ -48,46 +53,88 @@ impl Browser {
         let chromedriver = tool(&["chromedriver"]);
         let profile = tempfile::tempdir().expect("temp dir for the browser profile");
         let port = free_port();
-        let log = File::create(artifacts.join("chromedriver.log")).expect("chromedriver log file");
-        let driver = Command::new(&chromedriver)
+        let mut driver = Command::new(&chromedriver);
+        driver
             .arg(format!("--port={port}"))
-            .arg("--allowed-ips=127.0.0.1")
+            .arg("--allowed-ips=127.0.0.1");
+        let caps = capabilities(&chromium, profile.path());
+        Self::launch(
+            driver,
+            port,
+            caps,
+            profile,
+            &artifacts.join("chromedriver.log"),
+        )
+        .await
+    }
+
+    /// Starts geckodriver and a headless Firefox session with a fake camera
+    /// and microphone (Firefox's own fake devices, no permission prompt).
+    pub async fn firefox(artifacts: &Path) -> Browser {
+        let firefox = tool(&["firefox-esr", "firefox"]);
+        let geckodriver = tool(&["geckodriver"]);
+        let profile = tempfile::tempdir().expect("temp dir for the browser profile");
+        let port = free_port();
+        let mut driver = Command::new(&geckodriver);
+        driver
+            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--marionette-host", "127.0.0.1", "--marionette-port", "0"]);
+        let caps = firefox_capabilities(&firefox, profile.path());
+        Self::launch(
+            driver,
+            port,
+            caps,
+            profile,
+            &artifacts.join("geckodriver.log"),
+        )
+        .await
+    }
+
+    async fn launch(
+        mut driver: Command,
+        port: u16,
+        caps: serde_json::Map<String, Value>,
+        profile: tempfile::TempDir,
+        log: &Path,
+    ) -> Browser {
+        let name = driver.get_program().to_string_lossy().into_owned();
+        let log = File::create(log).unwrap_or_else(|e| panic!("{}: {e}", log.display()));
+        let driver = driver
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log handle"))
             .stderr(log)
             .process_group(0)
             .spawn()
-            .unwrap_or_else(|e| panic!("start {}: {e}", chromedriver.display()));
+            .unwrap_or_else(|e| panic!("start {name}: {e}"));
         let mut browser = Browser {
             driver,
             client: None,
             profile,
         };
-        browser.wait_listening(port);
-        let caps = capabilities(&chromium, browser.profile.path());
+        browser.wait_listening(&name, port);
         let url = format!("http://127.0.0.1:{port}");
         let mut builder = ClientBuilder::new(HttpConnector::new());
         let connect = builder.capabilities(caps).connect(&url);
         let client = tokio::time::timeout(Duration::from_secs(60), connect)
             .await
-            .expect("Chromium session did not start within 60 s")
+            .unwrap_or_else(|_| panic!("{name}'s browser session did not start within 60 s"))
             .expect("WebDriver session");
         browser.client = Some(client);
         browser
     }
 
-    fn wait_listening(&mut self, port: u16) {
+    fn wait_listening(&mut self, name: &str, port: u16) {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.driver.try_wait() {
-                panic!("chromedriver exited at start-up: {status}");
+                panic!("{name} exited at start-up: {status}");
             }
             if TcpStream::connect(("127.0.0.1", port)).is_ok() {
                 return;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("chromedriver did not listen on 127.0.0.1:{port} within 20 s");
+        panic!("{name} did not listen on 127.0.0.1:{port} within 20 s");
     }
 
     pub fn client(&self) -> &Client {
@@ -140,6 +187,36 @@ fn capabilities(chromium: &Path, profile: &Path) -> serde_json::Map<String, Valu
         "goog:chromeOptions": {
             "binary": chromium.display().to_string(),
             "args": args,
+        },
+    });
+    match caps {
+        Value::Object(map) => map,
+        _ => unreachable!("a JSON object literal"),
+    }
+}
+
+fn firefox_capabilities(firefox: &Path, profile: &Path) -> serde_json::Map<String, Value> {
+    let caps = json!({
+        "browserName": "firefox",
+        "moz:firefoxOptions": {
+            "binary": firefox.display().to_string(),
+            "args": ["-headless", "-profile", profile.display().to_string(), "--window-size=1280,1500"],
+            "prefs": {
+                "media.navigator.streams.fake": true,
+                "media.navigator.permission.disabled": true,
+                "media.autoplay.default": 0,
+                "dom.min_background_timeout_value": 4,
+                "dom.timeout.enable_budget_throttling": false,
+                "app.update.disabledForTesting": true,
+                "browser.safebrowsing.update.enabled": false,
+                "browser.safebrowsing.downloads.remote.enabled": false,
+                "datareporting.policy.dataSubmissionEnabled": false,
+                "network.captive-portal-service.enabled": false,
+                "network.connectivity-service.enabled": false,
+                "network.dns.disablePrefetch": true,
+                "network.prefetch-next": false,
+            },
+            "log": { "level": "info" },
         },
     });
     match caps {

@@ -14,10 +14,8 @@
 
 mod common;
 #[path = "browser/driver.rs"]
-#[allow(unreachable_pub)]
 mod driver;
 #[path = "browser/media.rs"]
-#[allow(unreachable_pub)]
 mod media;
 
 use std::path::PathBuf;

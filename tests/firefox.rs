@@ -50,7 +50,7 @@ async fn firefox_plays_firefox_and_chromium_publishers_without_freezing() {
 
 async fn scenario() {
     let artifacts = artifacts();
-    let mut server = Server::start(&[
+    let mut server = Server::process(&[
         ("HEARTBEAT_SECONDS", "2"),
         ("MAX_IP_CONCURRENT_CONNECTIONS", "32"),
     ]);

@@ -5,6 +5,8 @@
 //! missing one fails the test. Dropping the [`Browser`] kills the driver's
 //! process group and every browser process of its profile, whatever state
 //! the test ended in.
+// Shared by several test crates: `pub` is how each crate reaches it.
+#![allow(unreachable_pub)]
 // Shared by tests/browser.rs and tests/firefox.rs; each uses part of it.
 #![allow(dead_code)]
 

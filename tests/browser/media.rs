@@ -1,5 +1,7 @@
 //! ffprobe and ffmpeg for the browser test: what one chunk contains, and an
 //! HLS encoder fed chunk by chunk, as the real HLS encoder does.
+// Shared by several test crates: `pub` is how each crate reaches it.
+#![allow(unreachable_pub)]
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

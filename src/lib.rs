@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 pub mod access;
+pub mod cli;
 pub mod config;
 pub mod control;
 pub mod front_door;

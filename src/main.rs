@@ -10,6 +10,10 @@ use ws_stream_server::{bind, logging, serve, AppState};
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    let action = ws_stream_server::cli::parse(std::env::args_os().skip(1));
+    if let Some(code) = ws_stream_server::cli::dispatch(action) {
+        return code;
+    }
     let loaded = match Config::from_env() {
         Ok(loaded) => loaded,
         Err(errors) => {

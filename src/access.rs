@@ -51,6 +51,20 @@ impl AddrSet {
     }
 }
 
+/// `everyone`, `nobody`, or the comma list of ranges (as `--check-config` shows it).
+impl std::fmt::Display for AddrSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.all {
+            return f.write_str("everyone");
+        }
+        if self.nets.is_empty() {
+            return f.write_str("nobody");
+        }
+        let items: Vec<String> = self.nets.iter().map(ToString::to_string).collect();
+        f.write_str(&items.join(", "))
+    }
+}
+
 /// `::ffff:a.b.c.d/96+n` written as IPv6 is matched as the IPv4 range it covers.
 fn canonical_net(net: IpNet) -> IpNet {
     match net {

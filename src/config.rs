@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use crate::access::AddrSet;
 
+pub mod vars;
+
 pub const ENV_HTTP_PORT: &str = "HTTP_PORT";
 pub const ENV_BIND_ADDRESS: &str = "BIND_ADDRESS";
 pub const ENV_SSL_PORT: &str = "SSL_PORT";

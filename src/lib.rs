@@ -15,6 +15,7 @@
 
 mod access;
 mod admission;
+pub mod cli;
 pub mod config;
 pub mod control;
 mod front_door;

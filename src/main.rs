@@ -3,10 +3,13 @@
 use std::process::ExitCode;
 
 use ws_stream_server::config::Config;
-use ws_stream_server::{logging, run, terminated, Listeners};
+use ws_stream_server::{cli, logging, run, terminated, Listeners};
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    if let Some(code) = cli::dispatch(cli::parse(std::env::args_os().skip(1))) {
+        return code;
+    }
     let loaded = match Config::from_env() {
         Ok(loaded) => loaded,
         Err(errors) => {

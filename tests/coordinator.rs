@@ -388,3 +388,15 @@ async fn a_huge_control_message_drops_the_link_which_is_dialled_again() {
     let _p = accepted(&server, &mut again, "after-huge", "id-h").await;
     assert_eq!(get(server.addr, "/").0, 200);
 }
+
+/// The dial resolves a host name (getaddrinfo: in the static glibc build this
+/// is the lookup that needs /etc/hosts and DNS without NSS modules).
+#[tokio::test]
+async fn dials_a_coordinator_named_by_host_name() {
+    let mut coord = Coordinator::start().await;
+    let base = format!("ws://localhost:{}/", coord.addr.port());
+    let server = Server::start(&[("CONTROL_BASE_URL", base.as_str())]);
+    let link = coord.link().await;
+    assert_eq!(link.path, "/ws/control/wss");
+    linked(&server, 1).await;
+}

@@ -463,14 +463,29 @@ fn wait_exit(child: &mut Child, limit: Duration) -> ExitStatus {
 
 /// Runs the binary to completion with `vars` (for start-up failures).
 pub fn run_to_exit(vars: &[(&str, &str)]) -> (i32, String) {
-    run_to_exit_in(&tempfile::tempdir().expect("temp dir"), vars)
+    let run = run_args(&[], vars, None);
+    (run.code, run.stdout + &run.stderr)
 }
 
-/// As [`run_to_exit`], in `dir` (where a `.env` may wait).
-pub fn run_to_exit_in(dir: &tempfile::TempDir, vars: &[(&str, &str)]) -> (i32, String) {
+/// How a run of the binary ended.
+#[derive(Debug)]
+pub struct Exit {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs the binary to completion with `args` and `vars`, in a fresh working
+/// directory holding `dotenv` as its `.env` when given.
+pub fn run_args(args: &[&str], vars: &[(&str, &str)], dotenv: Option<&str>) -> Exit {
+    let dir = tempfile::tempdir().expect("temp dir");
+    if let Some(text) = dotenv {
+        std::fs::write(dir.path().join(".env"), text).expect("write .env");
+    }
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ws-stream-server"));
     cmd.env_clear()
         .current_dir(dir.path())
+        .args(args)
         .env("HTTP_PORT", "0")
         .env("BIND_ADDRESS", "127.0.0.1");
     for (k, v) in vars {
@@ -482,10 +497,21 @@ pub fn run_to_exit_in(dir: &tempfile::TempDir, vars: &[(&str, &str)]) -> (i32, S
         .spawn()
         .expect("spawn");
     let status = wait_exit(&mut child, STEP);
-    let mut out = String::new();
-    let _ = child.stdout.take().map(|mut s| s.read_to_string(&mut out));
-    let _ = child.stderr.take().map(|mut s| s.read_to_string(&mut out));
-    (status.code().unwrap_or(-1), out)
+    let mut stdout = String::new();
+    let mut stderr = String::new();
+    let _ = child
+        .stdout
+        .take()
+        .map(|mut s| s.read_to_string(&mut stdout));
+    let _ = child
+        .stderr
+        .take()
+        .map(|mut s| s.read_to_string(&mut stderr));
+    Exit {
+        code: status.code().unwrap_or(-1),
+        stdout,
+        stderr,
+    }
 }
 
 /// A raw HTTP/1.1 exchange: returns status, head and body.

@@ -11,9 +11,10 @@ use http::Request;
 use hyper::body::Incoming;
 
 use crate::access::IpSlot;
+use crate::control::{Control, StreamTicket};
 use crate::front_door::{self, Refusal};
 use crate::http::Answer;
-use crate::hub::Kind;
+use crate::hub::{Candidate, Kind, PublisherClaim};
 use crate::metrics::{OutcomeLabel, ReasonLabel};
 use crate::server::Shared;
 use crate::session::{self, Limits, SessionInfo, Tag};
@@ -99,30 +100,23 @@ async fn publish(req: &mut Request<Incoming>, a: Admitted<'_>) -> Result<Answer,
         key,
         slot,
     } = a;
-    let (channel, tag) = (info.channel.as_str(), info.tag);
-    let claim = shared
-        .hub
-        .claim(channel, key)
-        .map_err(|_| Refusal::AlreadyPublishing)?;
-    front_door::check_upgrade(req.method(), req.headers())?;
-    let ticket = match &shared.control {
-        None => None,
+    let (claim, ticket) = match &shared.control {
+        None => {
+            let claim = shared
+                .hub
+                .claim(&info.channel, key)
+                .map_err(|_| Refusal::AlreadyPublishing)?;
+            front_door::check_upgrade(req.method(), req.headers())?;
+            (claim, None)
+        }
         Some(control) => {
-            tracing::info!(target: "request", channel, "{tag} publish request sent to the coordinator");
-            let answer = control.authorize(channel, key, tag.ip).await;
-            let outcome = answer.as_ref().map_or_else(|d| d.label(), |_| "accepted");
-            shared
-                .metrics
-                .publish_requests
-                .get_or_create(&OutcomeLabel { outcome })
-                .inc();
-            match answer {
-                Ok(ticket) => Some(ticket),
-                Err(denied) => {
-                    tracing::info!(target: "request", channel, reason = %denied, "{tag} publish denied");
-                    return Err(Refusal::PublishDenied);
-                }
-            }
+            let candidate = shared
+                .hub
+                .candidate(&info.channel)
+                .map_err(|_| Refusal::AlreadyPublishing)?;
+            front_door::check_upgrade(req.method(), req.headers())?;
+            let (claim, ticket) = authorized(control, candidate, &info, key, shared).await?;
+            (claim, Some(ticket))
         }
     };
     let (response, upgrade) = upgrade(req)?;
@@ -130,6 +124,7 @@ async fn publish(req: &mut Request<Incoming>, a: Admitted<'_>) -> Result<Answer,
     if let Some(id) = &stream_id {
         claim.set_stream_id(id);
     }
+    let (channel, tag) = (info.channel.as_str(), info.tag);
     tracing::info!(target: "request", channel, stream_id = stream_id.as_deref().unwrap_or(""), "{tag} publish accepted");
     let limits = limits(shared, Kind::Publish);
     let upgrade_timeout = shared.config.upgrade_timeout;
@@ -143,6 +138,44 @@ async fn publish(req: &mut Request<Incoming>, a: Admitted<'_>) -> Result<Answer,
         drop(ticket);
     });
     Ok(response)
+}
+
+/// Asks the coordinator, then claims the channel if this request is the first
+/// one accepted. A request that loses the race is answered `Already publishing.`
+/// and its stream ended at the coordinator (the ticket's PUBLISH-END).
+async fn authorized(
+    control: &Control,
+    candidate: Candidate,
+    info: &SessionInfo,
+    key: &str,
+    shared: &Shared,
+) -> Result<(PublisherClaim, StreamTicket), Refusal> {
+    let (channel, tag) = (info.channel.as_str(), info.tag);
+    tracing::info!(target: "request", channel, "{tag} publish request sent to the coordinator");
+    let answer = control.authorize(channel, key, tag.ip).await;
+    let outcome = |outcome| {
+        let counter = shared
+            .metrics
+            .publish_requests
+            .get_or_create(&OutcomeLabel { outcome });
+        counter.inc();
+    };
+    let ticket = answer.map_err(|denied| {
+        outcome(denied.label());
+        tracing::info!(target: "request", channel, reason = %denied, "{tag} publish denied");
+        Refusal::PublishDenied
+    })?;
+    match candidate.claim(key) {
+        Ok(claim) => {
+            outcome("accepted");
+            Ok((claim, ticket))
+        }
+        Err(_) => {
+            outcome("lost_race");
+            tracing::info!(target: "request", channel, "{tag} publish accepted, but another accepted request claimed the channel first");
+            Err(Refusal::AlreadyPublishing)
+        }
+    }
 }
 
 fn receive(req: &mut Request<Incoming>, a: Admitted<'_>) -> Result<Answer, Refusal> {

@@ -4,6 +4,8 @@
 
 mod common;
 
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::coordinator::{Coordinator, Link};
@@ -330,6 +332,8 @@ async fn heartbeats_both_ways_and_silence_redials() {
     let _again = coord.link().await;
 }
 
+/// Two racing requests are both asked; the first accepted wins, the other is
+/// answered `Already publishing.` and its stream ended at the coordinator.
 #[tokio::test]
 async fn racing_publishers_with_a_slow_coordinator() {
     let mut coord = Coordinator::start().await;
@@ -337,16 +341,156 @@ async fn racing_publishers_with_a_slow_coordinator() {
     let mut link = coord.link().await;
     linked(&server, 1).await;
     let first = publish_async(&server, "/race/k/publish");
-    let request = link.recv().await;
-    // While the coordinator thinks, the channel is already claimed.
+    let first_request = link.recv().await;
+    let second = publish_async(&server, "/race/k/publish");
+    let second_request = link.recv().await;
+    assert_eq!(second_request.method(), "PUBLISH-REQUEST");
+    link.send(&reply("PUBLISH-ACCEPT", &second_request, "id-second"))
+        .await;
+    let _p = second
+        .await
+        .unwrap()
+        .expect("the first accepted request publishes");
+    link.send(&reply("PUBLISH-ACCEPT", &first_request, "id-first"))
+        .await;
+    assert_eq!(
+        first.await.unwrap().err(),
+        Some((403, "Already publishing.".to_owned()))
+    );
+    let end = link.recv().await;
+    assert_eq!(
+        (end.method(), end.param("Stream-ID")),
+        ("PUBLISH-END", Some("id-first"))
+    );
+    // While it publishes, a new request is refused without asking.
     assert_eq!(
         try_ws(&server.url("/race/k/publish")).await.err(),
         Some((403, "Already publishing.".to_owned()))
     );
     link.quiet_for(Duration::from_millis(300)).await;
-    link.send(&reply("PUBLISH-ACCEPT", &request, "id-race"))
+}
+
+/// A squatter whose request the coordinator never answers does not keep the
+/// real publisher out: both are asked, the real one gets in at once.
+#[tokio::test]
+async fn a_request_nobody_answers_does_not_lock_the_channel() {
+    let mut coord = Coordinator::start().await;
+    let server = server_for(&coord, &[]);
+    let mut link = coord.link().await;
+    linked(&server, 1).await;
+    let squatter = publish_async(&server, "/squat/any-key/publish");
+    let squat_request = link.recv().await;
+    assert_eq!(squat_request.param("Stream-Key"), Some("any-key"));
+    let started = Instant::now();
+    let mut publisher = accepted(&server, &mut link, "squat", "id-real").await;
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let mut receiver = ws(&server.url("/squat/key1/receive")).await;
+    send(&mut publisher, vec![1, 2, 3]).await;
+    assert_eq!(next_binary(&mut receiver).await, [1, 2, 3]);
+    // The squatter's late accept loses: 403, and its stream is ended at once.
+    link.send(&reply("PUBLISH-ACCEPT", &squat_request, "id-squat"))
         .await;
-    let _p = first.await.unwrap().expect("first publisher accepted");
+    assert_eq!(
+        squatter.await.unwrap().err(),
+        Some((403, "Already publishing.".to_owned()))
+    );
+    let end = link.recv().await;
+    assert_eq!(
+        (end.method(), end.param("Stream-ID")),
+        ("PUBLISH-END", Some("id-squat"))
+    );
+}
+
+/// Three connections loop publish requests that the coordinator denies after
+/// 0.5 s; the real publisher gets in every time it tries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn looping_denied_squatters_never_keep_the_real_publisher_out() {
+    const ROUNDS: usize = 10;
+    let mut coord = Coordinator::start().await;
+    let server = server_for(&coord, &[("CONCURRENT_LIMIT_WHITELIST", "127.0.0.1")]);
+    let link = coord.link().await;
+    linked(&server, 1).await;
+    // The coordinator: squatters' keys denied after 0.5 s, the real key accepted at once.
+    let coordinator = tokio::spawn(scripted_coordinator(link));
+    let stop = tokio_util::sync::CancellationToken::new();
+    let denied = Arc::new(AtomicU32::new(0));
+    let squatters: Vec<_> = (0..3)
+        .map(|i| {
+            let (url, stop) = (server.url(&format!("/loop/squat{i}/publish")), stop.clone());
+            let denied = denied.clone();
+            tokio::spawn(async move {
+                let (mut tries, deadline) = (0u32, Instant::now() + Duration::from_secs(60));
+                while !stop.is_cancelled() && tries < 20_000 && Instant::now() < deadline {
+                    tries += 1;
+                    match try_ws(&url).await {
+                        Ok(_) => panic!("a squatter got in"),
+                        Err((403, body)) if body == "Invalid Key." => {
+                            denied.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(_) => {}
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut got_in = 0;
+    for round in 0..ROUNDS {
+        // Each attempt meets a fresh cycle of squatters: denied once more, and pending again.
+        let before = denied.load(Ordering::Relaxed);
+        let deadline = Instant::now() + STEP;
+        while denied.load(Ordering::Relaxed) < before + 3 {
+            assert!(
+                Instant::now() < deadline,
+                "the squatters stopped being denied"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        server
+            .wait_metric("ws_stream_control_pending_requests", |n| n >= 3.0)
+            .await;
+        match try_ws(&server.url("/loop/real/publish")).await {
+            Ok(publisher) => {
+                got_in += 1;
+                close(publisher).await;
+                server.wait_connections("publish", 0).await;
+            }
+            Err(refused) => panic!("round {round}: the real publisher was refused: {refused:?}"),
+        }
+    }
+    stop.cancel();
+    coordinator.abort();
+    for s in squatters {
+        tokio::time::timeout(STEP, s).await.unwrap().unwrap();
+    }
+    assert_eq!(got_in, ROUNDS);
+}
+
+/// Answers every PUBLISH-REQUEST: key `real` accepted at once, any other key
+/// denied after 0.5 s.
+async fn scripted_coordinator(mut link: Link) {
+    let (deny_tx, mut deny_rx) = tokio::sync::mpsc::unbounded_channel::<ControlMessage>();
+    let mut n = 0u64;
+    loop {
+        tokio::select! {
+            msg = link.recv() => {
+                if msg.method() != "PUBLISH-REQUEST" {
+                    continue;
+                }
+                n += 1;
+                if msg.param("Stream-Key") == Some("real") {
+                    link.send(&reply("PUBLISH-ACCEPT", &msg, &format!("id-{n}"))).await;
+                } else {
+                    let deny = reply("PUBLISH-DENY", &msg, "");
+                    let tx = deny_tx.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        let _ = tx.send(deny);
+                    });
+                }
+            }
+            Some(deny) = deny_rx.recv() => link.send(&deny).await,
+        }
+    }
 }
 
 #[tokio::test]

@@ -171,6 +171,8 @@ pub(crate) struct Hub {
 #[derive(Debug, Default)]
 struct Channel {
     publisher: Option<Publisher>,
+    /// Publish requests the coordinator is still deciding.
+    candidates: usize,
     waiting: Vec<Waiter>,
 }
 
@@ -235,6 +237,27 @@ impl Hub {
             channel: channel.to_owned(),
             claim_id,
             kill,
+        })
+    }
+
+    /// Registers a publish request the coordinator has yet to decide. Several
+    /// may wait at once (up to [`MAX_CANDIDATES`]), so a request nobody answers
+    /// cannot lock the channel; the first one accepted claims it
+    /// ([`Candidate::claim`]). Refused while the channel has a publisher.
+    pub(crate) fn candidate(
+        self: &Arc<Self>,
+        channel: &str,
+    ) -> Result<Candidate, AlreadyPublishing> {
+        let mut channels = self.channels();
+        let entry = channels.entry(channel.to_owned()).or_default();
+        if entry.publisher.is_some() || entry.candidates >= MAX_CANDIDATES {
+            Self::remove_if_empty(&mut channels, channel);
+            return Err(AlreadyPublishing);
+        }
+        entry.candidates += 1;
+        Ok(Candidate {
+            hub: self.clone(),
+            channel: channel.to_owned(),
         })
     }
 
@@ -327,7 +350,7 @@ impl Hub {
     fn remove_if_empty(channels: &mut HashMap<String, Channel>, channel: &str) {
         if channels
             .get(channel)
-            .is_some_and(|c| c.publisher.is_none() && c.waiting.is_empty())
+            .is_some_and(|c| c.publisher.is_none() && c.candidates == 0 && c.waiting.is_empty())
         {
             channels.remove(channel);
         }
@@ -336,6 +359,35 @@ impl Hub {
 
 fn keys_match(expected: &str, given: &str) -> bool {
     bool::from(expected.as_bytes().ct_eq(given.as_bytes()))
+}
+
+/// Publish requests of one channel that may wait for the coordinator at once.
+pub(crate) const MAX_CANDIDATES: usize = 8;
+
+/// A publish request waiting for the coordinator; leaves the channel's count when dropped.
+#[derive(Debug)]
+pub(crate) struct Candidate {
+    hub: Arc<Hub>,
+    channel: String,
+}
+
+impl Candidate {
+    /// The coordinator accepted it: claims the channel, unless another accepted
+    /// request claimed it first.
+    pub(crate) fn claim(self, key: &str) -> Result<PublisherClaim, AlreadyPublishing> {
+        // `self` is dropped only after the claim exists, so the entry never goes away between.
+        self.hub.claim(&self.channel, key)
+    }
+}
+
+impl Drop for Candidate {
+    fn drop(&mut self) {
+        let mut channels = self.hub.channels();
+        if let Some(entry) = channels.get_mut(&self.channel) {
+            entry.candidates = entry.candidates.saturating_sub(1);
+        }
+        Hub::remove_if_empty(&mut channels, &self.channel);
+    }
 }
 
 /// A channel claimed by one publisher. Dropping it ends the broadcast and frees the channel.

@@ -147,3 +147,44 @@ async fn an_accepted_claim_is_killable_before_its_upgrade_completes() {
     assert_eq!(hub.kill_all(), 1);
     assert!(!pending.kill_token().is_cancelled());
 }
+
+#[test]
+fn several_candidates_wait_at_once_and_the_first_accepted_claims() {
+    let hub = hub(0);
+    let first = hub.candidate("c").expect("first candidate");
+    let second = hub
+        .candidate("c")
+        .expect("a pending request does not lock the channel");
+    let winner = second
+        .claim("k2")
+        .expect("the first accepted request claims");
+    assert!(matches!(first.claim("k1"), Err(AlreadyPublishing)));
+    // While it publishes, new requests are refused at once.
+    assert!(hub.candidate("c").is_err());
+    drop(winner);
+    let again = hub.candidate("c").expect("free again");
+    drop(again);
+    assert_eq!(hub.channel_entries(), 0, "nothing left behind");
+}
+
+#[test]
+fn candidates_per_channel_are_bounded_and_released() {
+    let hub = hub(0);
+    let held: Vec<Candidate> = (0..MAX_CANDIDATES)
+        .map(|_| hub.candidate("c").expect("under the bound"))
+        .collect();
+    assert!(hub.candidate("c").is_err(), "over the bound");
+    assert!(hub.candidate("other").is_ok(), "per channel");
+    drop(held);
+    assert_eq!(hub.channel_entries(), 0);
+    assert!(hub.candidate("c").is_ok());
+}
+
+#[test]
+fn a_stand_alone_claim_refuses_candidates() {
+    let hub = hub(0);
+    let claim = hub.claim("c", "k").expect("claim");
+    assert!(hub.candidate("c").is_err());
+    drop(claim);
+    assert!(hub.candidate("c").is_ok());
+}

@@ -364,16 +364,8 @@ async fn publisher_end_closes_active_receivers_and_idle_ones_wait_for_the_next()
 
 /// Publishes once the previous publisher's claim is released.
 async fn wait_publish(server: &Server, path: &str) -> Ws {
-    let deadline = Instant::now() + STEP;
-    loop {
-        match try_ws(&server.url(path)).await {
-            Ok(ws) => return ws,
-            Err((403, _)) if Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(20)).await
-            }
-            Err(e) => panic!("{e:?}"),
-        }
-    }
+    server.wait_connections("publish", 0).await;
+    ws(&server.url(path)).await
 }
 
 #[tokio::test]

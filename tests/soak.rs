@@ -202,7 +202,7 @@ async fn churn_leaves_no_trace() {
     ]);
     // Warm up once so lazily allocated runtime state counts in the baseline.
     close(ws(&server.url("/warm/k/receive")).await).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.wait_connections("receive", 0).await;
     let fds_before = server.fd_count();
     let rss_before = server.rss_kib();
     let tally = Arc::new(Tally::default());

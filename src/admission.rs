@@ -104,7 +104,7 @@ async fn publish(req: &mut Request<Incoming>, a: Admitted<'_>) -> Result<Answer,
         .hub
         .claim(channel, key)
         .map_err(|_| Refusal::AlreadyPublishing)?;
-    front_door::check_upgrade(req.method(), req.headers())?;
+    front_door::check_upgrade(req.method(), req.version(), req.headers())?;
     let ticket = match &shared.control {
         None => None,
         Some(control) => {
@@ -155,7 +155,7 @@ fn receive(req: &mut Request<Incoming>, a: Admitted<'_>) -> Result<Answer, Refus
     if !shared.config.play_whitelist.contains(info.tag.ip) {
         return Err(Refusal::NotWhitelisted);
     }
-    front_door::check_upgrade(req.method(), req.headers())?;
+    front_door::check_upgrade(req.method(), req.version(), req.headers())?;
     let (response, upgrade) = upgrade(req)?;
     let hub = shared.hub.clone();
     let key = key.to_owned();

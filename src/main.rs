@@ -21,6 +21,7 @@ async fn main() -> ExitCode {
     for warning in &loaded.warnings {
         tracing::warn!("{warning}");
     }
+    ws_stream_server::fdlimit::raise_and_log();
     let listeners = match Listeners::bind(&loaded.config).await {
         Ok(listeners) => listeners,
         Err(e) => {

@@ -115,8 +115,7 @@ async fn close_quietly(ws: &mut Ws) {
 }
 
 #[tokio::test(start_paused = true)]
-async fn idle_metrics_connections_close_beyond_the_cap_at_once_and_the_rest_at_the_head_timeout(
-) {
+async fn idle_metrics_connections_close_beyond_the_cap_at_once_and_the_rest_at_the_head_timeout() {
     raise_own_limit(700);
     let server = Server::start_here(&[
         ("METRICS_ADDRESS", "127.0.0.1:0"),
@@ -141,7 +140,11 @@ async fn idle_metrics_connections_close_beyond_the_cap_at_once_and_the_rest_at_t
         .await
         .expect("answer in time")
         .unwrap();
-    assert!(answer[..n].starts_with(b"HTTP/1.1 200"), "{:?}", &answer[..n]);
+    assert!(
+        answer[..n].starts_with(b"HTTP/1.1 200"),
+        "{:?}",
+        &answer[..n]
+    );
     let mut idle = idle_connections(server.metrics_addr(), 299).await;
     idle.insert(0, keep_alive);
     let mut closing = JoinSet::new();
@@ -207,7 +210,11 @@ fn listeners_have_a_backlog_of_4096_or_listen_backlog() {
     let cap = somaxconn();
     let server = Server::process(&[]);
     assert_eq!(backlog(server.addr.port()), 4096.min(cap), "http");
-    assert_eq!(backlog(server.metrics_addr().port()), 4096.min(cap), "metrics");
+    assert_eq!(
+        backlog(server.metrics_addr().port()),
+        4096.min(cap),
+        "metrics"
+    );
     drop(server);
     let server = Server::process(&[("LISTEN_BACKLOG", "1000")]);
     assert_eq!(backlog(server.addr.port()), 1000.min(cap));

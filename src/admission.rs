@@ -106,7 +106,7 @@ async fn publish(req: &mut Request<Incoming>, a: Admitted<'_>) -> Result<Answer,
                 .hub
                 .claim(&info.channel, key)
                 .map_err(|_| Refusal::AlreadyPublishing)?;
-            front_door::check_upgrade(req.method(), req.headers())?;
+            front_door::check_upgrade(req.method(), req.version(), req.headers())?;
             (claim, None)
         }
         Some(control) => {
@@ -114,7 +114,7 @@ async fn publish(req: &mut Request<Incoming>, a: Admitted<'_>) -> Result<Answer,
                 .hub
                 .candidate(&info.channel)
                 .map_err(|_| Refusal::AlreadyPublishing)?;
-            front_door::check_upgrade(req.method(), req.headers())?;
+            front_door::check_upgrade(req.method(), req.version(), req.headers())?;
             let (claim, ticket) = authorized(control, candidate, &info, key, shared).await?;
             (claim, Some(ticket))
         }
@@ -188,7 +188,7 @@ fn receive(req: &mut Request<Incoming>, a: Admitted<'_>) -> Result<Answer, Refus
     if !shared.config.play_whitelist.contains(info.tag.ip) {
         return Err(Refusal::NotWhitelisted);
     }
-    front_door::check_upgrade(req.method(), req.headers())?;
+    front_door::check_upgrade(req.method(), req.version(), req.headers())?;
     let (response, upgrade) = upgrade(req)?;
     let hub = shared.hub.clone();
     let key = key.to_owned();

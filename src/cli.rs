@@ -80,7 +80,8 @@ pub fn help() -> String {
          \n\
          Without arguments the server starts. It is configured by environment\n\
          variables; a .env file in the working directory is loaded first and the\n\
-         real environment wins. Empty values count as unset.\n\
+         real environment wins; a .env line that cannot be parsed stops the start.\n\
+         Empty values count as unset.\n\
          \n\
          Options:\n\
          \x20 -h, --help          this text\n\
@@ -119,7 +120,7 @@ fn check_config() -> ExitCode {
         Ok(loaded) => loaded,
         Err(errors) => {
             eprintln!("{errors}");
-            eprintln!("configuration: {} error(s)", errors.0.len());
+            eprintln!("configuration: {} error(s)", errors.count());
             return ExitCode::from(2);
         }
     };

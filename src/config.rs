@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use crate::access::AddrSet;
 
+mod dotenv;
 pub mod vars;
 
 pub const ENV_HTTP_PORT: &str = "HTTP_PORT";
@@ -43,6 +44,10 @@ pub const ENV_PUBLISH_AUTH_TIMEOUT_SECONDS: &str = "PUBLISH_AUTH_TIMEOUT_SECONDS
 pub const ENV_CONTROL_RETRY_SECONDS: &str = "CONTROL_RETRY_SECONDS";
 pub const ENV_SHUTDOWN_GRACE_SECONDS: &str = "SHUTDOWN_GRACE_SECONDS";
 pub const ENV_METRICS_ADDRESS: &str = "METRICS_ADDRESS";
+pub const ENV_LISTEN_BACKLOG: &str = "LISTEN_BACKLOG";
+
+/// The `.env` file, in the working directory.
+pub const DOTENV: &str = ".env";
 
 const MIB: u64 = 1024 * 1024;
 /// Largest size setting in MiB (1 TiB).
@@ -86,6 +91,8 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Where `/metrics` and `/healthz` are served; `None` = off.
     pub metrics_address: Option<SocketAddr>,
+    /// Listen queue of each listener (the kernel caps it at `net.core.somaxconn`).
+    pub listen_backlog: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -150,6 +157,36 @@ impl fmt::Display for ConfigErrors {
     }
 }
 
+/// A `.env` that cannot be read or parsed completely: one line naming the
+/// file, the line and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file} line {line}: {what}")]
+pub struct DotenvError {
+    pub file: String,
+    /// 1-based; 0 when the file as a whole cannot be read.
+    pub line: usize,
+    pub what: String,
+}
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Dotenv(#[from] DotenvError),
+    #[error(transparent)]
+    Config(#[from] ConfigErrors),
+}
+
+impl LoadError {
+    /// How many errors this is.
+    pub fn count(&self) -> usize {
+        match self {
+            Self::Dotenv(_) => 1,
+            Self::Config(errors) => errors.0.len(),
+        }
+    }
+}
+
 /// Parsed configuration plus warnings to log once logging is up.
 #[derive(Debug)]
 pub struct Loaded {
@@ -158,17 +195,29 @@ pub struct Loaded {
 }
 
 impl Config {
-    /// Loads `.env` (without overriding the real environment), then parses.
-    pub fn from_env() -> Result<Loaded, ConfigErrors> {
-        // A missing .env is normal; a malformed one is reported as a warning.
-        let dotenv_warning = match dotenvy::dotenv() {
-            Ok(_) => None,
-            Err(e) if e.not_found() => None,
-            Err(e) => Some(format!("could not load .env: {e}")),
-        };
-        let mut loaded = Self::from_lookup(|name| std::env::var(name).ok())?;
-        loaded.warnings.extend(dotenv_warning);
-        Ok(loaded)
+    /// Loads `.env` from the working directory (without overriding the real
+    /// environment), then parses. A missing `.env` is normal; one that cannot
+    /// be read or parsed completely is an error.
+    pub fn from_env() -> Result<Loaded, LoadError> {
+        match std::fs::read(DOTENV) {
+            // Applied line by line (a later `${NAME}` sees an earlier line); a
+            // bad line stops the start, so a partly applied file never runs.
+            Ok(bytes) => dotenv::load(DOTENV, &bytes, |name, value| {
+                if std::env::var_os(&name).is_none() {
+                    std::env::set_var(name, value);
+                }
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(DotenvError {
+                    file: DOTENV.to_owned(),
+                    line: 0,
+                    what: format!("cannot be read: {e}"),
+                }
+                .into())
+            }
+        }
+        Ok(Self::from_lookup(|name| std::env::var(name).ok())?)
     }
 
     /// Parses every variable through `get`; empty values count as unset.
@@ -239,6 +288,8 @@ impl<F: Fn(&str) -> Option<String>> Parser<'_, F> {
                 "an address:port such as 127.0.0.1:9090",
                 |v| v.parse().ok(),
             ),
+            listen_backlog: u32::try_from(self.sized(ENV_LISTEN_BACKLOG, 4096, 1..=65535))
+                .unwrap_or(4096),
         }
     }
 
@@ -381,8 +432,18 @@ impl<F: Fn(&str) -> Option<String>> Parser<'_, F> {
 
     fn control(&mut self) -> Option<ControlSettings> {
         let external_ssl = self.flag(ENV_EXTERNAL_SSL, false, Legacy::OnlyYes);
-        let external_ip = self.raw(ENV_EXTERNAL_IP).map(|v| v.trim().to_owned());
-        let external_port = self.raw(ENV_EXTERNAL_PORT).map(|v| v.trim().to_owned());
+        // The coordinator reads x-external-ip only as an IP literal and
+        // x-custom-port only as a number (PROTOCOL.md §3): anything else is
+        // a start-up error, not a value it would silently replace.
+        let external_ip = self.parse(ENV_EXTERNAL_IP, "an IPv4 or IPv6 address", |v| {
+            v.parse::<IpAddr>().ok().map(|_| v.to_owned())
+        });
+        let external_port = self.parse(ENV_EXTERNAL_PORT, "a port number 1-65535", |v| {
+            v.parse::<u16>()
+                .ok()
+                .filter(|p| *p > 0)
+                .map(|_| v.to_owned())
+        });
         let publish_auth_timeout = self.seconds(ENV_PUBLISH_AUTH_TIMEOUT_SECONDS, 20);
         let retry_delay = self.seconds(ENV_CONTROL_RETRY_SECONDS, 10);
         let secret = (self.get)(ENV_CONTROL_SECRET).unwrap_or_default();
@@ -391,20 +452,6 @@ impl<F: Fn(&str) -> Option<String>> Parser<'_, F> {
             "a ws:// or wss:// URL with a host",
             control_url,
         )?;
-        if let Some(ip) = &external_ip {
-            if ip.parse::<IpAddr>().is_err() {
-                self.warnings.push(format!(
-                    "{ENV_EXTERNAL_IP}={ip:?} is not an IP literal: the coordinator will use this connection's address instead"
-                ));
-            }
-        }
-        if let Some(port) = &external_port {
-            if port.parse::<u16>().is_err() {
-                self.warnings.push(format!(
-                    "{ENV_EXTERNAL_PORT}={port:?} is not a port number: the coordinator will use port 80"
-                ));
-            }
-        }
         Some(ControlSettings {
             url,
             secret,

@@ -3,7 +3,7 @@
 //! Pure functions over the request parts.
 
 use http::header::{HeaderMap, HeaderValue, CONNECTION, UPGRADE};
-use http::{Method, StatusCode};
+use http::{Method, StatusCode, Version};
 
 use crate::http::Answer;
 use crate::hub::Kind;
@@ -145,8 +145,14 @@ pub(crate) fn validate(
     Kind::parse(kind).ok_or(Refusal::InvalidKind)
 }
 
-/// The WebSocket handshake checks, in the original's order (gorilla/websocket).
-pub(crate) fn check_upgrade(method: &Method, headers: &HeaderMap) -> Result<(), Refusal> {
+/// The WebSocket handshake checks, in the original's order (gorilla/websocket),
+/// plus two it lacks: the request is HTTP/1.1 (an HTTP/1.0 client cannot
+/// upgrade) and `Sec-WebSocket-Key` is base64 of 16 bytes (RFC 6455 §4.2.1).
+pub(crate) fn check_upgrade(
+    method: &Method,
+    version: Version,
+    headers: &HeaderMap,
+) -> Result<(), Refusal> {
     if !header_has_token(headers, CONNECTION, "upgrade")
         || !header_has_token(headers, UPGRADE, "websocket")
     {
@@ -155,6 +161,9 @@ pub(crate) fn check_upgrade(method: &Method, headers: &HeaderMap) -> Result<(), 
     if method != Method::GET {
         return Err(Refusal::MethodNotAllowed);
     }
+    if version != Version::HTTP_11 {
+        return Err(Refusal::BadRequest);
+    }
     if !headers
         .get_all("Sec-WebSocket-Version")
         .iter()
@@ -162,13 +171,23 @@ pub(crate) fn check_upgrade(method: &Method, headers: &HeaderMap) -> Result<(), 
     {
         return Err(Refusal::BadRequest);
     }
-    let key_present = headers
+    let key_valid = headers
         .get("Sec-WebSocket-Key")
-        .is_some_and(|v| !v.as_bytes().trim_ascii().is_empty());
-    if !key_present {
+        .is_some_and(|v| valid_key(v.as_bytes().trim_ascii()));
+    if !key_valid {
         return Err(Refusal::BadRequest);
     }
     Ok(())
+}
+
+/// A `Sec-WebSocket-Key`: canonical base64 (padded, no stray bits) of exactly 16 bytes.
+fn valid_key(key: &[u8]) -> bool {
+    use base64::Engine as _;
+    // 16 bytes encode to 24 characters; checking first keeps the decode bounded.
+    key.len() == 24
+        && base64::engine::general_purpose::STANDARD
+            .decode(key)
+            .is_ok_and(|bytes| bytes.len() == 16)
 }
 
 fn header_has_token(headers: &HeaderMap, name: http::header::HeaderName, token: &str) -> bool {

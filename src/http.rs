@@ -53,7 +53,9 @@ pub(crate) struct ConnLimits {
 }
 
 /// Serves HTTP/1.1 on `io` until the client leaves or `drain` fires (then the
-/// connection finishes its current request and closes).
+/// connection finishes its current request and closes). `head_timeout` runs
+/// from the connection's start and again after each answer, so it is also the
+/// keep-alive idle timeout.
 pub(crate) async fn serve<I, H, F>(
     io: I,
     ip: IpAddr,
@@ -73,7 +75,10 @@ pub(crate) async fn serve<I, H, F>(
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(limits.head_timeout)
-        .max_buf_size(limits.max_head_bytes);
+        .max_buf_size(limits.max_head_bytes)
+        // The head's size is the bound, not its number of headers: the
+        // shortest header line (`a:` CRLF) is 4 bytes.
+        .max_headers(limits.max_head_bytes / 4);
     let conn = builder.serve_connection(io, service).with_upgrades();
     tokio::pin!(conn);
     let result = tokio::select! {

@@ -8,7 +8,8 @@
 //! channel and keeps each broadcast's chunk log (the cache and the receivers'
 //! shared queue), and `session` runs the WebSocket loops: the publisher's
 //! reader appends chunks, each receiver's writer task sends them from its own
-//! cursor. `config` reads the environment, `access` holds the whitelists and
+//! cursor. `config` reads the environment (and `.env`), `fdlimit` raises the
+//! open-files limit, `access` holds the whitelists and
 //! the per-IP limit, `control` is the optional coordinator link, `media`
 //! follows the container for late joiners, `metrics` is the registry.
 //! The wire protocol is stated in `docs/PROTOCOL.md`.
@@ -18,6 +19,7 @@ mod admission;
 pub mod cli;
 pub mod config;
 pub mod control;
+pub mod fdlimit;
 mod front_door;
 mod http;
 mod hub;

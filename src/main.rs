@@ -18,9 +18,8 @@ async fn main() -> ExitCode {
         }
     };
     logging::init(loaded.config.log_requests, loaded.config.log_debug);
-    for warning in &loaded.warnings {
-        tracing::warn!("{warning}");
-    }
+    loaded.warnings.iter().for_each(|w| tracing::warn!("{w}"));
+    ws_stream_server::fdlimit::raise_and_log();
     let listeners = match Listeners::bind(&loaded.config).await {
         Ok(listeners) => listeners,
         Err(e) => {

@@ -34,6 +34,10 @@ use crate::tls::{Tls, TlsError};
 /// grace period is already over.
 const CONTROL_LAST_WORDS: Duration = Duration::from_millis(500);
 
+/// Connections the operator listener (`/metrics`, `/healthz`) serves at once;
+/// beyond that a new one is closed at once. A scraper needs one or two.
+const OPERATOR_MAX_CONNECTIONS: usize = 64;
+
 /// The bound listeners `run` serves.
 #[derive(Debug)]
 pub struct Listeners {
@@ -57,19 +61,19 @@ pub struct BindError {
 impl Listeners {
     /// Binds every listener the configuration asks for.
     pub async fn bind(config: &Config) -> Result<Self, BindError> {
-        let plain = bind(config.bind_address, config.http_port)
+        let backlog = config.listen_backlog;
+        let plain = bind(config.bind_address, config.http_port, backlog)
             .await
             .map_err(|source| bind_error("http", config.bind_address, config.http_port, source))?;
-        let tls = match &config.tls {
-            Some(tls) => Some(
-                bind(config.bind_address, tls.port)
-                    .await
-                    .map_err(|source| bind_error("https", config.bind_address, tls.port, source))?,
-            ),
-            None => None,
-        };
+        let tls =
+            match &config.tls {
+                Some(tls) => Some(bind(config.bind_address, tls.port, backlog).await.map_err(
+                    |source| bind_error("https", config.bind_address, tls.port, source),
+                )?),
+                None => None,
+            };
         let operator = match config.metrics_address {
-            Some(addr) => Some(TcpListener::bind(addr).await.map_err(|source| BindError {
+            Some(addr) => Some(listen(addr, backlog).map_err(|source| BindError {
                 what: "metrics",
                 addr: addr.to_string(),
                 source,
@@ -97,19 +101,33 @@ fn bind_error(
     BindError { what, addr, source }
 }
 
-/// Binds `address:port`; with no address, all interfaces (IPv6 dual-stack, else IPv4).
-pub async fn bind(address: Option<IpAddr>, port: u16) -> std::io::Result<TcpListener> {
+/// Binds `address:port` with a listen queue of `backlog` connections; with no
+/// address, all interfaces (IPv6 dual-stack, else IPv4).
+pub async fn bind(
+    address: Option<IpAddr>,
+    port: u16,
+    backlog: u32,
+) -> std::io::Result<TcpListener> {
     match address {
-        Some(ip) => TcpListener::bind(SocketAddr::new(ip, port)).await,
-        None => {
-            match TcpListener::bind(SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), port)).await {
-                Ok(listener) => Ok(listener),
-                Err(_) => {
-                    TcpListener::bind(SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), port)).await
-                }
-            }
-        }
+        Some(ip) => listen(SocketAddr::new(ip, port), backlog),
+        None => match listen(SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), port), backlog) {
+            Ok(listener) => Ok(listener),
+            Err(_) => listen(SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), port), backlog),
+        },
     }
+}
+
+/// One listening socket, as `TcpListener::bind` makes it (`SO_REUSEADDR`, the
+/// system's dual-stack default) but with our backlog instead of 1,024 or 128.
+/// The kernel caps the backlog at `net.core.somaxconn`.
+fn listen(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(backlog)
 }
 
 /// Why the server could not start.
@@ -317,8 +335,13 @@ enum Role {
 }
 
 /// Accepts connections until the drain fires; accept errors are logged and backed off.
+/// On the operator listener at most [`OPERATOR_MAX_CONNECTIONS`] are served at
+/// once, so that idle connections there cannot take the descriptors the
+/// streaming port needs.
 async fn accept(listener: TcpListener, shared: Arc<Shared>, role: Role) {
     let mut backoff = Duration::from_millis(5);
+    let cap = matches!(role, Role::Operator)
+        .then(|| Arc::new(tokio::sync::Semaphore::new(OPERATOR_MAX_CONNECTIONS)));
     loop {
         let accepted = tokio::select! {
             () = shared.drain.signal.cancelled() => return,
@@ -327,8 +350,21 @@ async fn accept(listener: TcpListener, shared: Arc<Shared>, role: Role) {
         match accepted {
             Ok((tcp, peer)) => {
                 backoff = Duration::from_millis(5);
+                let permit = match &cap {
+                    None => None,
+                    Some(cap) => match cap.clone().try_acquire_owned() {
+                        Ok(permit) => Some(permit),
+                        Err(_) => {
+                            tracing::debug!(client.addr = %peer.ip(), "metrics listener full: connection closed");
+                            continue;
+                        }
+                    },
+                };
                 let task = connection(tcp, peer, shared.clone(), role.clone());
-                shared.drain.spawn(task);
+                shared.drain.spawn(async move {
+                    task.await;
+                    drop(permit);
+                });
             }
             Err(e) => {
                 // Out of file descriptors and the like: wait, never give up the listener.

@@ -164,3 +164,37 @@ fn unknown_arguments_are_one_line_errors_with_exit_2() {
         );
     }
 }
+
+#[test]
+fn a_dotenv_that_cannot_be_parsed_completely_is_a_start_up_error() {
+    let cases = [
+        ("LOG_DEBUG=YES\nMY VAR=1\nHTTP_PORT=0\n", 2, "MY VAR=1"),
+        ("# comment\n\nA=1\nB=x\0y\n", 4, "NUL"),
+        ("A=1\nB=\"open\nstill open\n", 2, "quote"),
+        ("A=1\nB=\\q\n", 2, "B="),
+    ];
+    for (text, line, what) in cases {
+        for args in [&[][..], &["--check-config"]] {
+            let run = run_args(args, &[], Some(text));
+            assert_eq!(run.code, 2, "{text:?} {args:?}: {run:?}");
+            // One line; --check-config adds its count of errors.
+            let lines: Vec<&str> = run.stderr.lines().collect();
+            let err = lines.first().copied().unwrap_or_default();
+            let want = if args.is_empty() { 1 } else { 2 };
+            assert_eq!(lines.len(), want, "{text:?} {args:?}: {run:?}");
+            assert!(
+                err.contains(&format!(".env line {line}:")) && err.contains(what),
+                "{text:?} {args:?}: {err}"
+            );
+            assert!(!run.stdout.contains("configuration: OK"), "{run:?}");
+        }
+    }
+    // A quoted value may span lines; the line after it still counts.
+    let run = run_args(
+        &["--check-config"],
+        &[],
+        Some("A=\"two\nlines\"\nLOG_DEBUG=YES\n"),
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(shown(&run.stdout, "LOG_DEBUG"), "YES", "{run:?}");
+}

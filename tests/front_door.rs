@@ -208,6 +208,10 @@ fn bad_configuration_stops_the_server() {
         ("LOG_DEBUG", "maybe"),
         ("CONTROL_BASE_URL", "http://x/"),
         ("SSL_CERT", "only-cert.pem"),
+        ("EXTERNAL_PORT", "abc"),
+        ("EXTERNAL_PORT", "70000"),
+        ("EXTERNAL_IP", "not-an-ip"),
+        ("LISTEN_BACKLOG", "0"),
     ] {
         let (code, out) = run_to_exit(&[(var, value)]);
         assert_eq!(code, 2, "{var}={value}: {out}");
@@ -316,4 +320,60 @@ fn the_test_client_is_built_in_and_can_be_disabled() {
     assert!(get(disabled.addr, "/")
         .1
         .starts_with("Websocket streaming server - Version"));
+}
+
+#[test]
+fn an_http_1_0_upgrade_is_refused_before_any_answer() {
+    let server = Server::start(&[]);
+    for kind in ["publish", "receive", "probe"] {
+        let req = request("GET", &format!("/c/k/{kind}"), true).replace("HTTP/1.1", "HTTP/1.0");
+        let (status, head, body) = http(server.addr, &req);
+        assert_eq!(
+            (status, body.as_str()),
+            (400, "Bad Request\n"),
+            "{kind}: {head}"
+        );
+    }
+    assert_eq!(
+        server.metric("ws_stream_connections{kind=\"publish\"}"),
+        0.0
+    );
+}
+
+#[test]
+fn the_head_size_bounds_the_head_not_the_header_count() {
+    let server = Server::start(&[]);
+    let many: String = (0..150).map(|i| format!("X-H{i:03}: v\r\n")).collect();
+    assert!(many.len() < 3 * 1024, "{}", many.len());
+    let req = format!("GET / HTTP/1.1\r\nHost: x\r\n{many}Connection: close\r\n\r\n");
+    assert_eq!(http(server.addr, &req).0, 200);
+    // The smallest header line is 4 bytes: a 16 KB head fits 4,000 of them.
+    let tiny: String = (0..3_900).map(|_| "a:\r\n").collect();
+    let req = format!("GET / HTTP/1.1\r\nHost: x\r\n{tiny}Connection: close\r\n\r\n");
+    assert_eq!(http(server.addr, &req).0, 200);
+    // Beyond MAX_REQUEST_HEAD_KB: still refused.
+    let over: String = (0..5_000).map(|_| "a:\r\n").collect();
+    let req = format!("GET / HTTP/1.1\r\nHost: x\r\n{over}Connection: close\r\n\r\n");
+    assert_eq!(http(server.addr, &req).0, 431);
+}
+
+#[test]
+fn a_sec_websocket_key_must_be_base64_of_16_bytes() {
+    let server = Server::start(&[]);
+    let good = "dGhlIHNhbXBsZSBub25jZQ==";
+    for bad in [
+        "x",
+        "dGhlIHNhbXBsZSBub25jZQ",
+        "dGhlIHNhbXBsZSBub25jZQ=",
+        "dGhlIHNhbXBsZSBub25jZR==",
+        "dGhlIHNhbXBsZSBub25j",
+        "dGhlIHNhbXBsZSBub25jZQ==AAAA",
+        "!!!!!!!!!!!!!!!!!!!!!!==",
+    ] {
+        for kind in ["publish", "receive"] {
+            let req = request("GET", &format!("/c/k/{kind}"), true).replace(good, bad);
+            let (status, _, body) = http(server.addr, &req);
+            assert_eq!((status, body.as_str()), (400, "Bad Request\n"), "{bad:?}");
+        }
+    }
 }

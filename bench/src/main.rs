@@ -2,6 +2,7 @@
 //! `ws://HOST:PORT/{channel}/{key}/{publish|receive}`, compared in the same run
 //! with a minimal relay (the loopback ceiling). See BENCHMARKS.md.
 
+mod burst;
 mod chunk;
 mod client;
 mod idle;
@@ -115,6 +116,11 @@ enum Cmd {
         /// Channels the receivers wait on (round robin).
         #[arg(long, default_value_t = 1)]
         channels: usize,
+    },
+    /// N WebSocket upgrades started at once; p50/p90/p99 time to the 101.
+    Burst {
+        #[arg(long, value_delimiter = ',', default_value = "1000")]
+        connects: Vec<usize>,
     },
     /// K healthy receivers without and with S receivers that stop reading (ours only).
     Slow {
@@ -241,6 +247,13 @@ async fn run(cli: Cli) -> Result<u64> {
             }
             let hold = Duration::from_secs_f64(c.duration);
             idle::run(&all, receivers, *channels, hold, c.runs).await?;
+            Ok(0)
+        }
+        Cmd::Burst { connects } => {
+            for &n in connects {
+                check_bounds(c, n)?;
+            }
+            burst::run(&all, connects, c.runs).await?;
             Ok(0)
         }
         Cmd::Slow {

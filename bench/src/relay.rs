@@ -25,7 +25,16 @@ type Channels = Arc<Mutex<HashMap<String, Vec<mpsc::Sender<Bytes>>>>>;
 
 /// Serves until killed; prints `relay listening on ADDR` first.
 pub(crate) async fn serve(listen: SocketAddr) -> Result<()> {
-    let listener = TcpListener::bind(listen).await?;
+    // The server's default listen backlog (LISTEN_BACKLOG), so that `burst`
+    // compares like with like.
+    let socket = if listen.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(listen)?;
+    let listener: TcpListener = socket.listen(4096)?;
     println!("relay listening on {}", listener.local_addr()?);
     let channels: Channels = Arc::default();
     loop {

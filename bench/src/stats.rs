@@ -56,7 +56,6 @@ impl Histogram {
         self.max = self.max.max(other.max);
     }
 
-    #[cfg(test)]
     pub(crate) fn count(&self) -> u64 {
         self.total
     }

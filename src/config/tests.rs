@@ -203,20 +203,33 @@ fn control_url_resolution() {
 }
 
 #[test]
-fn control_settings_and_warnings() {
+fn control_settings_and_external_address_checks() {
     let loaded = load(&[
         ("CONTROL_BASE_URL", "ws://127.0.0.1:9/"),
         ("CONTROL_SECRET", "s3cret"),
-        ("EXTERNAL_IP", "my-host"),
-        ("EXTERNAL_PORT", "http"),
+        ("EXTERNAL_IP", " 2001:db8::1 "),
+        ("EXTERNAL_PORT", "8443"),
         ("EXTERNAL_SSL", "YES"),
     ])
     .unwrap();
     let control = loaded.config.control.unwrap();
     assert!(control.external_ssl);
     assert_eq!(control.secret, "s3cret");
+    assert_eq!(control.external_ip.as_deref(), Some("2001:db8::1"));
+    assert_eq!(control.external_port.as_deref(), Some("8443"));
     assert!(!format!("{control:?}").contains("s3cret"));
-    assert_eq!(loaded.warnings.len(), 2, "{:?}", loaded.warnings);
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    for (var, value) in [
+        ("EXTERNAL_IP", "my-host"),
+        ("EXTERNAL_IP", "1.2.3"),
+        ("EXTERNAL_PORT", "http"),
+        ("EXTERNAL_PORT", "0"),
+        ("EXTERNAL_PORT", "65536"),
+    ] {
+        let errors = load(&[("CONTROL_BASE_URL", "ws://127.0.0.1:9/"), (var, value)]).unwrap_err();
+        assert_eq!(errors.0.len(), 1, "{var}={value}: {errors}");
+        assert_eq!((errors.0[0].var, errors.0[0].value.as_str()), (var, value));
+    }
 }
 
 #[test]

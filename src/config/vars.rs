@@ -91,12 +91,12 @@ pub const VARS: &[Var] = &[
     var(
         ENV_EXTERNAL_IP,
         Unset("—"),
-        "IP advertised to the coordinator; unset = the connection's address",
+        "IP address (v4 or v6) advertised to the coordinator; unset = the connection's address",
     ),
     var(
         ENV_EXTERNAL_PORT,
         Unset("—"),
-        "port advertised to the coordinator; unset = 80",
+        "port (1-65535) advertised to the coordinator; unset = 80",
     ),
     var(
         ENV_EXTERNAL_SSL,
@@ -194,6 +194,11 @@ pub const VARS: &[Var] = &[
         Unset("off"),
         "`address:port` of a separate listener for `/metrics` (Prometheus) and `/healthz`",
     ),
+    var(
+        ENV_LISTEN_BACKLOG,
+        Value("4096"),
+        "listen queue of each listener (1-65535; the kernel caps it at net.core.somaxconn)",
+    ),
 ];
 
 /// The table entry of `name`.
@@ -279,6 +284,7 @@ pub fn effective(config: &Config) -> Vec<(&'static str, String)> {
             ENV_METRICS_ADDRESS => config
                 .metrics_address
                 .map_or_else(|| unset(name), |a| a.to_string()),
+            ENV_LISTEN_BACKLOG => config.listen_backlog.to_string(),
             // A name in the table without a rendering here fails the unit tests.
             _ => "?".to_owned(),
         }

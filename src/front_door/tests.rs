@@ -81,13 +81,16 @@ fn upgrade_checks() {
         ("sec-websocket-version", "13"),
         ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
     ];
-    assert_eq!(check_upgrade(&Method::GET, &headers(&good)), Ok(()));
     assert_eq!(
-        check_upgrade(&Method::POST, &headers(&good)),
+        check_upgrade(&Method::GET, Version::HTTP_11, &headers(&good)),
+        Ok(())
+    );
+    assert_eq!(
+        check_upgrade(&Method::POST, Version::HTTP_11, &headers(&good)),
         Err(Refusal::MethodNotAllowed)
     );
     assert_eq!(
-        check_upgrade(&Method::POST, &headers(&[])),
+        check_upgrade(&Method::POST, Version::HTTP_11, &headers(&[])),
         Err(Refusal::BadRequest)
     );
     for drop in 0..good.len() {
@@ -98,7 +101,7 @@ fn upgrade_checks() {
             .map(|(_, p)| *p)
             .collect();
         assert_eq!(
-            check_upgrade(&Method::GET, &headers(&partial)),
+            check_upgrade(&Method::GET, Version::HTTP_11, &headers(&partial)),
             Err(Refusal::BadRequest),
             "without {}",
             good[drop].0
@@ -107,15 +110,35 @@ fn upgrade_checks() {
     let mut v12 = good;
     v12[2] = ("sec-websocket-version", "12");
     assert_eq!(
-        check_upgrade(&Method::GET, &headers(&v12)),
+        check_upgrade(&Method::GET, Version::HTTP_11, &headers(&v12)),
         Err(Refusal::BadRequest)
     );
     let mut blank = good;
     blank[3] = ("sec-websocket-key", " ");
     assert_eq!(
-        check_upgrade(&Method::GET, &headers(&blank)),
+        check_upgrade(&Method::GET, Version::HTTP_11, &headers(&blank)),
         Err(Refusal::BadRequest)
     );
+    for bad_key in [
+        "x",
+        "dGhlIHNhbXBsZSBub25jZR==",
+        "dGhlIHNhbXBsZSBub25jZQ",
+        "AAAAAAAAAAAAAAAAAAAAAAA=",
+    ] {
+        let mut bad = good;
+        bad[3] = ("sec-websocket-key", bad_key);
+        assert_eq!(
+            check_upgrade(&Method::GET, Version::HTTP_11, &headers(&bad)),
+            Err(Refusal::BadRequest),
+            "{bad_key}"
+        );
+    }
+    for old in [Version::HTTP_10, Version::HTTP_09] {
+        assert_eq!(
+            check_upgrade(&Method::GET, old, &headers(&good)),
+            Err(Refusal::BadRequest)
+        );
+    }
 }
 
 #[test]

@@ -169,7 +169,25 @@ impl Server {
 
     /// As [`Server::process`], started in `dir` (where a `.env` may wait).
     pub fn process_in(dir: tempfile::TempDir, vars: &[(&str, &str)]) -> Server {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ws-stream-server"));
+        Self::spawn(
+            Command::new(env!("CARGO_BIN_EXE_ws-stream-server")),
+            dir,
+            vars,
+        )
+    }
+
+    /// As [`Server::process`], under the shell's `ulimit {limit}` (`-Sn 1024`:
+    /// a soft open-files limit of 1,024; `-n 256`: soft and hard), set by a
+    /// shell that then execs the binary (so the pid is the server's).
+    pub fn process_ulimit(limit: &str, vars: &[(&str, &str)]) -> Server {
+        let mut cmd = Command::new("/bin/bash");
+        cmd.arg("-c")
+            .arg(format!("ulimit {limit} && exec \"$0\""))
+            .arg(env!("CARGO_BIN_EXE_ws-stream-server"));
+        Self::spawn(cmd, tempfile::tempdir().expect("temp dir"), vars)
+    }
+
+    fn spawn(mut cmd: Command, dir: tempfile::TempDir, vars: &[(&str, &str)]) -> Server {
         cmd.env_clear()
             .current_dir(dir.path())
             .env("HTTP_PORT", "0")

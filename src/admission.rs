@@ -16,8 +16,8 @@ use crate::front_door::{self, Refusal};
 use crate::http::Answer;
 use crate::hub::{Candidate, Kind, PublisherClaim};
 use crate::metrics::{OutcomeLabel, ReasonLabel};
-use crate::server::Shared;
 use crate::session::{self, Limits, SessionInfo, Tag};
+use crate::state::Shared;
 
 type UpgradeFut = fastwebsockets::upgrade::UpgradeFut;
 

@@ -29,6 +29,7 @@ mod metrics;
 mod server;
 mod session;
 mod signal;
+mod state;
 mod test_client;
 mod tls;
 

@@ -1,0 +1,99 @@
+//! What every connection shares: the configuration, the hub, the per-IP
+//! limiter, the coordinator link, the metrics, and the drain that every task
+//! is spawned on and watches.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::access::IpLimiter;
+use crate::config::Config;
+use crate::control::Control;
+use crate::http::ConnLimits;
+use crate::hub::{Hub, HubSettings};
+use crate::metrics::Metrics;
+
+// === Drain ===
+
+/// The shutdown signal every task watches and the tracker every task is spawned on.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Drain {
+    pub(crate) signal: CancellationToken,
+    pub(crate) tasks: TaskTracker,
+}
+
+impl Drain {
+    pub(crate) fn spawn<F>(&self, task: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        self.tasks.spawn(task);
+    }
+}
+
+// === Shared state ===
+
+/// Everything a connection needs, shared by all of them.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    pub(crate) hub: Arc<Hub>,
+    pub(crate) limiter: IpLimiter,
+    /// The coordinator link; `None` stand-alone.
+    pub(crate) control: Option<Control>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) drain: Drain,
+    next_session: AtomicU64,
+}
+
+impl Shared {
+    pub(crate) fn new(config: Config) -> Arc<Self> {
+        let hub = Hub::new(HubSettings {
+            cache_limit: config.gop_cache_bytes,
+            receiver_queue_bytes: config.receiver_queue_bytes,
+        });
+        let limiter = IpLimiter::new(
+            config.max_ip_concurrent,
+            config.concurrent_limit_whitelist.clone(),
+        );
+        let metrics = Arc::new(Metrics::default());
+        let control = config.control.clone().map(|settings| {
+            let (heartbeat, silence) = (config.heartbeat, config.idle_timeout);
+            Control::new(settings, hub.clone(), metrics.clone(), heartbeat, silence)
+        });
+        Arc::new(Self {
+            config,
+            hub,
+            limiter,
+            control,
+            metrics,
+            drain: Drain::default(),
+            next_session: AtomicU64::new(1),
+        })
+    }
+
+    pub(crate) fn next_session_id(&self) -> u64 {
+        self.next_session.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub(crate) fn conn_limits(&self) -> ConnLimits {
+        ConnLimits {
+            head_timeout: self.config.upgrade_timeout,
+            max_head_bytes: self.config.max_request_head_bytes,
+        }
+    }
+
+    /// The exposition text, with the state gauges read now.
+    pub(crate) fn metrics_text(&self) -> String {
+        let connected = self.control.as_ref().is_some_and(Control::is_connected);
+        self.metrics.render(crate::metrics::State {
+            active_channels: self.hub.active_channels(),
+            cache_bytes: self.hub.cache_bytes(),
+            control_connected: connected,
+            control_pending: self.control.as_ref().map_or(0, Control::pending),
+        })
+    }
+}

@@ -49,7 +49,7 @@ pub(crate) async fn admit(
     let result = if admitted.info.kind == Kind::Publish {
         publish(req, admitted).await
     } else {
-        receive(req, admitted)
+        receive(req, admitted).await
     };
     result.unwrap_or_else(|refusal| refused(shared, tag, refusal))
 }
@@ -107,6 +107,7 @@ async fn publish(req: &mut Request<Incoming>, a: Admitted<'_>) -> Result<Answer,
                 .claim(&info.channel, key)
                 .map_err(|_| Refusal::AlreadyPublishing)?;
             front_door::check_upgrade(req.method(), req.headers())?;
+            callback(shared, &info, key).await?;
             (claim, None)
         }
         Some(control) => {
@@ -115,6 +116,7 @@ async fn publish(req: &mut Request<Incoming>, a: Admitted<'_>) -> Result<Answer,
                 .candidate(&info.channel)
                 .map_err(|_| Refusal::AlreadyPublishing)?;
             front_door::check_upgrade(req.method(), req.headers())?;
+            callback(shared, &info, key).await?;
             let (claim, ticket) = authorized(control, candidate, &info, key, shared).await?;
             (claim, Some(ticket))
         }
@@ -178,7 +180,22 @@ async fn authorized(
     }
 }
 
-fn receive(req: &mut Request<Incoming>, a: Admitted<'_>) -> Result<Answer, Refusal> {
+/// The authorisation callback, for the kinds it is asked about: the last check
+/// before the upgrade (and before the coordinator). Fails closed.
+async fn callback(shared: &Shared, info: &SessionInfo, key: &str) -> Result<(), Refusal> {
+    let Some(auth) = shared.auth.as_ref().filter(|a| a.applies(info.kind)) else {
+        return Ok(());
+    };
+    let (channel, kind, tag) = (info.channel.as_str(), info.kind.as_str(), info.tag);
+    auth.check(info.kind, channel, key, tag)
+        .await
+        .map_err(|denied| {
+            tracing::info!(target: "request", channel, kind, reason = %denied, "{tag} denied by the authorisation callback");
+            Refusal::PublishDenied
+        })
+}
+
+async fn receive(req: &mut Request<Incoming>, a: Admitted<'_>) -> Result<Answer, Refusal> {
     let Admitted {
         shared,
         info,
@@ -189,6 +206,7 @@ fn receive(req: &mut Request<Incoming>, a: Admitted<'_>) -> Result<Answer, Refus
         return Err(Refusal::NotWhitelisted);
     }
     front_door::check_upgrade(req.method(), req.headers())?;
+    callback(shared, &info, key).await?;
     let (response, upgrade) = upgrade(req)?;
     let hub = shared.hub.clone();
     let key = key.to_owned();

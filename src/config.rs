@@ -11,7 +11,10 @@ use std::time::Duration;
 
 use crate::access::AddrSet;
 
+mod operator;
 pub mod vars;
+
+pub use self::operator::*;
 
 pub const ENV_HTTP_PORT: &str = "HTTP_PORT";
 pub const ENV_BIND_ADDRESS: &str = "BIND_ADDRESS";
@@ -86,6 +89,8 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Where `/metrics` and `/healthz` are served; `None` = off.
     pub metrics_address: Option<SocketAddr>,
+    /// The authorisation callback, the event webhook and the API token.
+    pub operator: OperatorSettings,
 }
 
 #[derive(Debug, Clone)]
@@ -239,6 +244,7 @@ impl<F: Fn(&str) -> Option<String>> Parser<'_, F> {
                 "an address:port such as 127.0.0.1:9090",
                 |v| v.parse().ok(),
             ),
+            operator: self.operator(),
         }
     }
 

@@ -15,6 +15,7 @@
 
 mod access;
 mod admission;
+mod auth;
 pub mod cli;
 pub mod config;
 pub mod control;
@@ -24,6 +25,7 @@ mod hub;
 pub mod logging;
 pub mod media;
 mod metrics;
+mod outbound;
 mod server;
 mod session;
 mod signal;

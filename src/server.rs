@@ -253,6 +253,8 @@ pub(crate) struct Shared {
     pub(crate) control: Option<Control>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) drain: Drain,
+    /// The authorisation callback (`AUTH_HTTP_URL`); `None` when not set.
+    pub(crate) auth: Option<crate::auth::AuthHook>,
     next_session: AtomicU64,
 }
 
@@ -271,6 +273,11 @@ impl Shared {
             let (heartbeat, silence) = (config.heartbeat, config.idle_timeout);
             Control::new(settings, hub.clone(), metrics.clone(), heartbeat, silence)
         });
+        let auth = config
+            .operator
+            .auth
+            .clone()
+            .map(|settings| crate::auth::AuthHook::new(settings, metrics.clone()));
         Arc::new(Self {
             config,
             hub,
@@ -278,6 +285,7 @@ impl Shared {
             control,
             metrics,
             drain: Drain::default(),
+            auth,
             next_session: AtomicU64::new(1),
         })
     }

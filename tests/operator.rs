@@ -1,0 +1,315 @@
+//! Operator control without the coordinator (issue 18): the authorisation
+//! callback, the event webhook and the JSON API, against real HTTP endpoints
+//! on loopback.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::hook::{Hook, Recorded, Reply};
+use common::*;
+
+const REFUSED: (u16, &str) = (403, "Invalid Key.");
+
+async fn refused(url: &str) -> (u16, String) {
+    match try_ws(url).await {
+        Ok(_) => panic!("{url} was accepted"),
+        Err(answer) => answer,
+    }
+}
+
+fn is_refused(answer: &(u16, String)) -> bool {
+    (answer.0, answer.1.as_str()) == REFUSED
+}
+
+/// The body names exactly these fields; the id is the session's number.
+fn assert_body(r: &Recorded, action: &str, channel: &str, key: &str) {
+    let body = r.body.as_object().expect("a JSON object");
+    let mut names: Vec<&str> = body.keys().map(String::as_str).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["action", "channel", "id", "ip", "key"], "{}", r.raw);
+    assert_eq!(body["action"], action);
+    assert_eq!(body["channel"], channel);
+    assert_eq!(body["key"], key);
+    assert_eq!(body["ip"], "127.0.0.1");
+    assert!(body["id"].as_u64().is_some_and(|id| id > 0), "{}", r.raw);
+    assert_eq!(r.method, "POST");
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    assert!(
+        !r.target.contains(key),
+        "the key is in the URL: {}",
+        r.target
+    );
+}
+
+#[tokio::test]
+async fn callback_allows_on_2xx_denies_otherwise_with_the_exact_body() {
+    let mut hook = Hook::start(Reply::AllowKey("good-key")).await;
+    let url = hook.url("/auth/check?site=1");
+    let server = Server::start(&[
+        ("AUTH_HTTP_URL", url.as_str()),
+        ("METRICS_ADDRESS", "127.0.0.1:0"),
+    ]);
+    let publisher = ws(&server.url("/cam/good-key/publish")).await;
+    let r = hook.recv().await;
+    assert_eq!(r.target, "/auth/check?site=1");
+    assert_body(&r, "publish", "cam", "good-key");
+    assert!(r.header("host").is_some_and(|h| h == hook.addr.to_string()));
+    drop(publisher);
+    server.wait_connections("publish", 0).await;
+    assert!(is_refused(
+        &refused(&server.url("/cam/bad-key/publish")).await
+    ));
+    assert_body(&hook.recv().await, "publish", "cam", "bad-key");
+    for status in [201, 204, 299] {
+        hook.set(Reply::Status(status));
+        let p = ws(&server.url("/cam/any/publish")).await;
+        drop(p);
+        server.wait_connections("publish", 0).await;
+    }
+    for status in [301, 400, 401, 404, 500, 503] {
+        hook.set(Reply::Status(status));
+        let answer = refused(&server.url("/cam/any/publish")).await;
+        assert!(is_refused(&answer), "{status}: {answer:?}");
+    }
+    assert_eq!(
+        server.metric("ws_stream_auth_requests_total{outcome=\"allowed\"}"),
+        4.0
+    );
+    assert_eq!(
+        server.metric("ws_stream_auth_requests_total{outcome=\"denied\"}"),
+        7.0
+    );
+    assert_eq!(server.metric("ws_stream_auth_duration_seconds_count"), 11.0);
+}
+
+#[tokio::test]
+async fn callback_timeout_slow_answer_and_refused_connection_deny() {
+    let hook = Hook::start(Reply::Hang).await;
+    let url = hook.url("/auth");
+    let server = Server::start(&[
+        ("AUTH_HTTP_URL", url.as_str()),
+        ("AUTH_HTTP_TIMEOUT_SECONDS", "1"),
+    ]);
+    let started = Instant::now();
+    assert!(is_refused(&refused(&server.url("/a/k/publish")).await));
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(950) && waited < Duration::from_secs(3),
+        "{waited:?}"
+    );
+    // Slow: an answer that would allow, but after the timeout.
+    hook.set(Reply::Delay(Duration::from_secs(2)));
+    let started = Instant::now();
+    assert!(is_refused(&refused(&server.url("/a/k/publish")).await));
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        server.metric("ws_stream_auth_requests_total{outcome=\"timeout\"}"),
+        2.0
+    );
+
+    // Nothing listens: connection refused.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = format!("http://{}/auth", closed.local_addr().unwrap());
+    drop(closed);
+    let server = Server::start(&[("AUTH_HTTP_URL", dead.as_str())]);
+    let started = Instant::now();
+    assert!(is_refused(&refused(&server.url("/a/k/publish")).await));
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(
+        server.metric("ws_stream_auth_requests_total{outcome=\"error\"}"),
+        1.0
+    );
+}
+
+#[tokio::test]
+async fn every_listed_kind_asks_with_its_action() {
+    let mut hook = Hook::start(Reply::AllowKey("k1")).await;
+    let url = hook.url("/auth");
+    let server = Server::start(&[
+        ("AUTH_HTTP_URL", url.as_str()),
+        (
+            "AUTH_HTTP_KINDS",
+            "publish, receive,receive-clear-cache,probe",
+        ),
+        ("MAX_IP_CONCURRENT_CONNECTIONS", "16"),
+    ]);
+    let mut publisher = ws(&server.url("/ch/k1/publish")).await;
+    assert_body(&hook.recv().await, "publish", "ch", "k1");
+    send(&mut publisher, vec![1, 2, 3]).await;
+    let mut open = Vec::new();
+    for kind in ["receive", "probe", "receive-clear-cache"] {
+        let mut r = ws(&server.url(&format!("/ch/k1/{kind}"))).await;
+        assert_body(&hook.recv().await, kind, "ch", "k1");
+        assert_eq!(next_binary(&mut r).await, vec![1, 2, 3]);
+        open.push(r);
+        assert!(is_refused(
+            &refused(&server.url(&format!("/ch/k2/{kind}"))).await
+        ));
+        assert_body(&hook.recv().await, kind, "ch", "k2");
+    }
+}
+
+#[tokio::test]
+async fn kinds_not_listed_and_earlier_refusals_never_ask() {
+    let mut hook = Hook::start(Reply::AllowKey("k")).await;
+    let url = hook.url("/auth");
+    let server = Server::start(&[
+        ("AUTH_HTTP_URL", url.as_str()),
+        ("AUTH_HTTP_KINDS", "publish,probe"),
+        ("MAX_IP_CONCURRENT_CONNECTIONS", "3"),
+    ]);
+    let mut publisher = ws(&server.url("/ch/k/publish")).await;
+    assert_body(&hook.recv().await, "publish", "ch", "k");
+    send(&mut publisher, vec![9]).await;
+    // Not listed: served without asking.
+    let mut receiver = ws(&server.url("/ch/k/receive")).await;
+    assert_eq!(next_binary(&mut receiver).await, vec![9]);
+    // Refused before the callback: already publishing, 404s, the per-IP limit.
+    assert_eq!(
+        refused(&server.url("/ch/k/publish")).await.1,
+        "Already publishing."
+    );
+    assert_eq!(refused(&server.url("/ch/k/nonsense")).await.0, 404);
+    assert_eq!(refused(&server.url("/c.h/k/probe")).await.0, 404);
+    assert_eq!(refused(&server.url("/ch/k!/probe")).await.0, 404);
+    let third = ws(&server.url("/other/k/receive")).await;
+    assert_eq!(refused(&server.url("/ch/k/probe")).await.0, 429);
+    drop(third);
+    server.wait_connections("receive", 1).await;
+    // The next request the callback sees is this probe: none of the above asked.
+    let mut probe = ws(&server.url("/ch/k/probe")).await;
+    assert_eq!(next_binary(&mut probe).await, vec![9]);
+    assert_body(&hook.recv().await, "probe", "ch", "k");
+    assert!(hook.drain().is_empty());
+    assert_eq!(hook.count(), 2);
+
+    // The play whitelist refuses before the callback too.
+    let mut hook = Hook::start(Reply::Status(200)).await;
+    let url = hook.url("/auth");
+    let server = Server::start(&[
+        ("AUTH_HTTP_URL", url.as_str()),
+        ("AUTH_HTTP_KINDS", "receive"),
+        ("PLAY_WHITELIST", "10.0.0.0/8"),
+    ]);
+    assert_eq!(
+        refused(&server.url("/ch/k/receive")).await.1,
+        "Cannot play: Not whitelisted."
+    );
+    let p = ws(&server.url("/ch/k/publish")).await;
+    drop(p);
+    assert!(hook.drain().is_empty());
+    assert_eq!(hook.count(), 0);
+}
+
+#[tokio::test]
+async fn waiting_callbacks_are_bounded() {
+    let hook = Hook::start(Reply::Hang).await;
+    let url = hook.url("/auth");
+    let server = Server::start(&[
+        ("AUTH_HTTP_URL", url.as_str()),
+        ("AUTH_HTTP_MAX_INFLIGHT", "2"),
+        ("METRICS_ADDRESS", "127.0.0.1:0"),
+    ]);
+    let waiting: Vec<_> = ["a", "b"]
+        .into_iter()
+        .map(|ch| {
+            let url = server.url(&format!("/{ch}/k/publish"));
+            tokio::spawn(async move { try_ws(&url).await.map(|_| ()) })
+        })
+        .collect();
+    hook.wait_count(2).await;
+    let started = Instant::now();
+    assert!(is_refused(&refused(&server.url("/c/k/publish")).await));
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        server.metric("ws_stream_auth_requests_total{outcome=\"overloaded\"}"),
+        1.0
+    );
+    assert_eq!(hook.count(), 2);
+    hook.release();
+    for w in waiting {
+        tokio::time::timeout(STEP, w)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+    }
+    assert_eq!(
+        server.metric("ws_stream_auth_requests_total{outcome=\"allowed\"}"),
+        2.0
+    );
+}
+
+#[tokio::test]
+async fn the_key_never_reaches_the_log() {
+    let mut hook = Hook::start(Reply::AllowKey("sesame-4f1c9a")).await;
+    let url = hook.url("/auth");
+    let mut server = Server::process(&[
+        ("AUTH_HTTP_URL", url.as_str()),
+        ("AUTH_HTTP_KINDS", "publish,receive"),
+        ("LOG_DEBUG", "YES"),
+    ]);
+    let mut publisher = ws(&server.url("/ch/sesame-4f1c9a/publish")).await;
+    send(&mut publisher, vec![1; 100]).await;
+    let mut receiver = ws(&server.url("/ch/sesame-4f1c9a/receive")).await;
+    assert_eq!(next_binary(&mut receiver).await, vec![1; 100]);
+    assert!(is_refused(
+        &refused(&server.url("/ch/wrong-7d2e11/receive")).await
+    ));
+    assert_eq!(hook.drain().len(), 3);
+    close(publisher).await;
+    server.stop();
+    let log = server.log_text();
+    assert!(
+        log.contains("denied by the authorisation callback"),
+        "{log}"
+    );
+    for key in ["sesame-4f1c9a", "wrong-7d2e11"] {
+        assert!(!log.contains(key), "{key} in the log:\n{log}");
+    }
+}
+
+#[tokio::test]
+async fn with_a_coordinator_the_callback_asks_first() {
+    use common::coordinator::Coordinator;
+    use ws_stream_server::control::codec::ControlMessage;
+    let mut coord = Coordinator::start().await;
+    let base = coord.base_url();
+    let mut hook = Hook::start(Reply::AllowKey("good")).await;
+    let url = hook.url("/auth");
+    let server = Server::start(&[
+        ("CONTROL_BASE_URL", base.as_str()),
+        ("AUTH_HTTP_URL", url.as_str()),
+    ]);
+    let mut link = coord.link().await;
+    server.wait_control(true).await;
+    // Denied by the callback: the coordinator is never asked.
+    assert!(is_refused(
+        &refused(&server.url("/denied/bad/publish")).await
+    ));
+    assert_body(&hook.recv().await, "publish", "denied", "bad");
+    let url = server.url("/ch/good/publish");
+    let publish = tokio::spawn(async move { try_ws(&url).await.map(|_| ()) });
+    assert_body(&hook.recv().await, "publish", "ch", "good");
+    let request = link.recv().await;
+    assert_eq!(request.method(), "PUBLISH-REQUEST");
+    assert_eq!(request.param("Stream-Channel"), Some("ch"));
+    link.send(
+        &ControlMessage::new("PUBLISH-DENY")
+            .with_param("Request-ID", request.param("Request-ID").unwrap())
+            .with_param("Stream-Channel", "ch"),
+    )
+    .await;
+    // The coordinator still decides.
+    let answer = tokio::time::timeout(STEP, publish).await.unwrap().unwrap();
+    assert!(is_refused(&answer.unwrap_err()));
+}

@@ -14,7 +14,7 @@ use crate::access::IpSlot;
 use crate::control::{Control, StreamTicket};
 use crate::front_door::{self, Refusal};
 use crate::http::Answer;
-use crate::hub::{Candidate, Kind, PublisherClaim};
+use crate::hub::{Candidate, Kind, PublisherClaim, Who};
 use crate::metrics::{OutcomeLabel, ReasonLabel};
 use crate::server::Shared;
 use crate::session::{self, Limits, SessionInfo, Tag};
@@ -104,7 +104,7 @@ async fn publish(req: &mut Request<Incoming>, a: Admitted<'_>) -> Result<Answer,
         None => {
             let claim = shared
                 .hub
-                .claim(&info.channel, key)
+                .claim_as(&info.channel, key, who(&info))
                 .map_err(|_| Refusal::AlreadyPublishing)?;
             front_door::check_upgrade(req.method(), req.headers())?;
             callback(shared, &info, key).await?;
@@ -167,7 +167,7 @@ async fn authorized(
         tracing::info!(target: "request", channel, reason = %denied, "{tag} publish denied");
         Refusal::PublishDenied
     })?;
-    match candidate.claim(key) {
+    match candidate.claim(key, who(info)) {
         Ok(claim) => {
             outcome("accepted");
             Ok((claim, ticket))
@@ -216,11 +216,18 @@ async fn receive(req: &mut Request<Incoming>, a: Admitted<'_>) -> Result<Answer,
     shared.drain.spawn(async move {
         let _slot = slot;
         if let Some(io) = finish_upgrade(upgrade, upgrade_timeout, &info).await {
-            let subscription = hub.subscribe(&info.channel, &key, info.kind);
+            let subscription = hub.subscribe_as(&info.channel, &key, info.kind, who(&info));
             session::run_receiver(io, info, subscription, limits, drain).await;
         }
     });
     Ok(response)
+}
+
+fn who(info: &SessionInfo) -> Who {
+    Who {
+        id: info.tag.id,
+        ip: info.tag.ip,
+    }
 }
 
 fn limits(shared: &Shared, kind: Kind) -> Limits {

@@ -15,6 +15,7 @@
 
 mod access;
 mod admission;
+mod api;
 mod auth;
 pub mod cli;
 pub mod config;

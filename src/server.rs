@@ -411,8 +411,9 @@ async fn public(mut req: Request<Incoming>, ip: IpAddr, shared: &Arc<Shared>) ->
     }
 }
 
-fn operator(req: &Request<Incoming>, shared: &Shared) -> Answer {
+fn operator(req: &Request<Incoming>, shared: &Arc<Shared>) -> Answer {
     match req.uri().path() {
+        path if path == "/api" || path.starts_with("/api/") => crate::api::serve(req, shared),
         "/metrics" => answer::with_body(
             StatusCode::OK,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",

@@ -313,3 +313,243 @@ async fn with_a_coordinator_the_callback_asks_first() {
     let answer = tokio::time::timeout(STEP, publish).await.unwrap().unwrap();
     assert!(is_refused(&answer.unwrap_err()));
 }
+
+// === The JSON API ===
+
+/// A request to the operator listener: status, head, body as JSON (Null when none).
+fn api(
+    server: &Server,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+) -> (u16, String, serde_json::Value) {
+    let auth = token.map_or_else(String::new, |t| format!("Authorization: Bearer {t}\r\n"));
+    let (status, head, body) = http(
+        server.metrics_addr(),
+        &format!("{method} {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"),
+    );
+    assert!(!body.contains("chan-key-93b1"), "a key in {path}: {body}");
+    let json = serde_json::from_str(&body).unwrap_or(serde_json::Value::Null);
+    (status, head, json)
+}
+
+fn is_rfc3339(v: &serde_json::Value) -> bool {
+    v.as_str().is_some_and(|s| {
+        s.len() == 24 && s.ends_with('Z') && s.as_bytes()[10] == b'T' && s.starts_with("20")
+    })
+}
+
+const KEY: &str = "chan-key-93b1";
+
+#[tokio::test]
+async fn api_reports_every_field_of_a_live_publisher_and_its_receivers() {
+    let server = Server::start(&[
+        ("METRICS_ADDRESS", "127.0.0.1:0"),
+        ("API_TOKEN", "op-token"),
+        ("MAX_IP_CONCURRENT_CONNECTIONS", "16"),
+    ]);
+    let token = Some("op-token");
+    let (status, _, body) = api(&server, "GET", "/api/channels", token);
+    assert_eq!((status, body), (200, serde_json::json!({"channels": []})));
+    let media = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/chromium-mediarecorder-vp8-opus.webm"
+    ))
+    .unwrap();
+    let mut receivers = Vec::new();
+    for kind in ["receive", "receive", "receive-clear-cache"] {
+        receivers.push(ws(&server.url(&format!("/live/{KEY}/{kind}"))).await);
+    }
+    server.wait_waiting(3).await;
+    let mut publisher = ws(&server.url(&format!("/live/{KEY}/publish"))).await;
+    let chunks: Vec<&[u8]> = media.chunks(16 * 1024).collect();
+    for chunk in &chunks {
+        send(&mut publisher, chunk.to_vec()).await;
+    }
+    for r in &mut receivers {
+        let mut got = 0;
+        while got < media.len() {
+            got += next_binary(r).await.len();
+        }
+        assert_eq!(got, media.len());
+    }
+    let (status, head, body) = api(&server, "GET", "/api/channels", token);
+    assert_eq!(status, 200);
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: application/json"),
+        "{head}"
+    );
+    let channels = body["channels"].as_array().unwrap();
+    assert_eq!(channels.len(), 1, "{body}");
+    let ch = &channels[0];
+    assert_eq!(ch["channel"], "live");
+    let p = &ch["publisher"];
+    assert!(p["id"].as_u64().is_some_and(|id| id > 0));
+    assert_eq!(p["ip"], "127.0.0.1");
+    assert!(is_rfc3339(&p["since"]), "{p}");
+    assert!(p["duration_seconds"]
+        .as_f64()
+        .is_some_and(|d| d > 0.0 && d < 30.0));
+    assert_eq!(p["chunks"], chunks.len() as u64);
+    assert_eq!(p["bytes_in"], media.len() as u64);
+    assert_eq!(
+        f64::from(u32::try_from(media.len()).unwrap()),
+        server.metric("ws_stream_bytes_in_total")
+    );
+    assert!(p["bitrate_bps"].as_u64().is_some_and(|b| b > 0));
+    assert_eq!(p["container"], "webm");
+    // The EBML header and the segment's head: everything before the first Cluster.
+    assert_eq!(p["init_segment_bytes"], 189);
+    let cache = p["cache_bytes"].as_u64().unwrap();
+    assert!(
+        cache > 0 && cache <= media.len() as u64 + 16 * chunks.len() as u64,
+        "{p}"
+    );
+    assert_eq!(
+        f64::from(u32::try_from(cache).unwrap()),
+        server.metric("ws_stream_cache_bytes")
+    );
+    assert_eq!(
+        ch["receiver_counts"],
+        serde_json::json!({"receive": 2, "receive-clear-cache": 1, "probe": 0})
+    );
+    let list = ch["receivers"].as_array().unwrap();
+    assert_eq!(list.len(), 3);
+    let mut ids: Vec<u64> = list.iter().map(|r| r["id"].as_u64().unwrap()).collect();
+    ids.dedup();
+    assert_eq!(ids.len(), 3);
+    for r in list {
+        assert_eq!(r["ip"], "127.0.0.1");
+        assert!(is_rfc3339(&r["since"]), "{r}");
+        assert_eq!(r["bytes_out"], media.len() as u64, "{r}");
+        assert_eq!(r["behind_bytes"], 0, "{r}");
+        assert_ne!(r["id"], p["id"]);
+    }
+    let kinds: Vec<&str> = list.iter().map(|r| r["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["receive", "receive", "receive-clear-cache"]);
+
+    // One channel: the same object.
+    let (status, _, one) = api(&server, "GET", "/api/channels/live", token);
+    assert_eq!(status, 200);
+    assert_eq!(one["publisher"]["bytes_in"], p["bytes_in"]);
+    assert_eq!(one["receivers"].as_array().unwrap().len(), 3);
+    let (status, _, missing) = api(&server, "GET", "/api/channels/nobody", token);
+    assert_eq!(status, 404);
+    assert!(missing["error"].is_string(), "{missing}");
+
+    // A receiver that leaves is no longer listed.
+    close(receivers.remove(0)).await;
+    server.wait_playing(2).await;
+    let (_, _, one) = api(&server, "GET", "/api/channels/live", token);
+    assert_eq!(one["receivers"].as_array().unwrap().len(), 2, "{one}");
+
+    // Kick: the publisher is closed as a STREAM-KILL, receivers get 1000.
+    let (status, _, _) = api(&server, "POST", "/api/channels/live/kick", token);
+    assert_eq!(status, 204);
+    assert_eq!(expect_close(&mut publisher).await, Some(1000));
+    for r in &mut receivers {
+        assert_eq!(expect_close(r).await, Some(1000));
+    }
+    server.wait_connections("publish", 0).await;
+    assert_eq!(api(&server, "GET", "/api/channels/live", token).0, 404);
+    assert_eq!(
+        api(&server, "POST", "/api/channels/live/kick", token).0,
+        404
+    );
+    assert_eq!(
+        api(&server, "GET", "/api/channels", token).2,
+        serde_json::json!({"channels": []})
+    );
+}
+
+#[tokio::test]
+async fn api_token_is_required_and_post_refused_without_one() {
+    let server = Server::start(&[("METRICS_ADDRESS", "127.0.0.1:0"), ("API_TOKEN", "s3cret")]);
+    let publisher = ws(&server.url(&format!("/ch/{KEY}/publish"))).await;
+    for token in [
+        None,
+        Some("wrong"),
+        Some("s3cre"),
+        Some("s3cret2"),
+        Some(""),
+    ] {
+        for (method, path) in [
+            ("GET", "/api/channels"),
+            ("GET", "/api/channels/ch"),
+            ("POST", "/api/channels/ch/kick"),
+        ] {
+            let (status, head, body) = api(&server, method, path, token);
+            assert_eq!(status, 401, "{method} {path} with {token:?}");
+            assert!(
+                head.contains("WWW-Authenticate: Bearer")
+                    || head
+                        .to_ascii_lowercase()
+                        .contains("www-authenticate: bearer"),
+                "{head}"
+            );
+            assert!(body["error"].is_string());
+        }
+    }
+    assert_eq!(
+        api(&server, "GET", "/api/channels/ch", Some("s3cret")).0,
+        200
+    );
+    assert_eq!(
+        api(&server, "GET", "/api/channels/ch/kick", Some("s3cret")).0,
+        405
+    );
+    assert_eq!(
+        api(&server, "DELETE", "/api/channels", Some("s3cret")).0,
+        405
+    );
+    assert_eq!(api(&server, "GET", "/api/else", Some("s3cret")).0, 404);
+    // /metrics and /healthz stay open.
+    assert_eq!(get(server.metrics_addr(), "/healthz").0, 200);
+    drop(publisher);
+
+    let server = Server::start(&[("METRICS_ADDRESS", "127.0.0.1:0")]);
+    let mut publisher = ws(&server.url(&format!("/ch/{KEY}/publish"))).await;
+    send(&mut publisher, vec![1, 2]).await;
+    server
+        .wait_metric("ws_stream_chunks_in_total", |v| v == 1.0)
+        .await;
+    let (status, _, body) = api(&server, "GET", "/api/channels", None);
+    assert_eq!(status, 200);
+    assert_eq!(body["channels"][0]["publisher"]["container"], "opaque");
+    let (status, _, body) = api(&server, "POST", "/api/channels/ch/kick", None);
+    assert_eq!(status, 403);
+    assert!(body["error"].is_string());
+    // Still publishing.
+    send(&mut publisher, vec![3]).await;
+    server
+        .wait_metric("ws_stream_chunks_in_total", |v| v == 2.0)
+        .await;
+    assert_eq!(
+        server.metric("ws_stream_connections{kind=\"publish\"}"),
+        1.0
+    );
+}
+
+#[tokio::test]
+async fn api_bitrate_is_within_ten_percent_of_the_real_rate() {
+    let server = Server::start(&[("METRICS_ADDRESS", "127.0.0.1:0")]);
+    let mut publisher = ws(&server.url(&format!("/rate/{KEY}/publish"))).await;
+    // 25 KB every 50 ms: 4 Mbit/s, for 3 s.
+    let started = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_millis(50));
+    let mut sent = 0u64;
+    for i in 0..60 {
+        tick.tick().await;
+        send(&mut publisher, payload(i, 25_000)).await;
+        sent += 25_000;
+    }
+    server
+        .wait_metric("ws_stream_chunks_in_total", |v| v == 60.0)
+        .await;
+    let real = sent as f64 * 8.0 / started.elapsed().as_secs_f64();
+    let (_, _, body) = api(&server, "GET", "/api/channels/rate", None);
+    let reported = body["publisher"]["bitrate_bps"].as_f64().unwrap();
+    let error = (reported - real).abs() / real;
+    assert!(error < 0.10, "reported {reported} real {real}");
+}

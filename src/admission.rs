@@ -14,10 +14,11 @@ use crate::access::IpSlot;
 use crate::control::{Control, StreamTicket};
 use crate::front_door::{self, Refusal};
 use crate::http::Answer;
-use crate::hub::{Candidate, Kind, PublisherClaim, Who};
+use crate::hub::{Candidate, Kind, PublisherClaim, Stopper, Who};
 use crate::metrics::{OutcomeLabel, ReasonLabel};
 use crate::server::Shared;
-use crate::session::{self, Limits, SessionInfo, Tag};
+use crate::session::{self, Close, Limits, SessionInfo, Tag};
+use crate::webhook::{self, EndReason, Event};
 
 type UpgradeFut = fastwebsockets::upgrade::UpgradeFut;
 
@@ -131,10 +132,33 @@ async fn publish(req: &mut Request<Incoming>, a: Admitted<'_>) -> Result<Answer,
     let limits = limits(shared, Kind::Publish);
     let upgrade_timeout = shared.config.upgrade_timeout;
     let drain = shared.drain.signal.clone();
+    let webhook = shared.webhook.clone();
     shared.drain.spawn(async move {
         let _slot = slot;
         if let Some(io) = finish_upgrade(upgrade, upgrade_timeout, &info).await {
-            session::run_publisher(io, info, claim, stream_id, limits, drain).await;
+            let stats = claim.stats();
+            let ended = info.clone();
+            if let Some(webhook) = &webhook {
+                webhook.emit(Event::PublishStart {
+                    time: webhook::now(),
+                    channel: info.channel.clone(),
+                    id: info.tag.id,
+                    ip: webhook::ip(info.tag.ip),
+                });
+            }
+            let close = session::run_publisher(io, info, claim, stream_id, limits, drain).await;
+            if let Some(webhook) = &webhook {
+                webhook.emit(Event::PublishEnd {
+                    time: webhook::now(),
+                    channel: ended.channel,
+                    id: ended.tag.id,
+                    ip: webhook::ip(ended.tag.ip),
+                    duration_seconds: stats.duration().as_secs_f64(),
+                    chunks: stats.chunks(),
+                    bytes: stats.bytes(),
+                    reason: end_reason(close, stats.stopper()),
+                });
+            }
         }
         // The claim is gone (receivers closed, channel freed); PUBLISH-END goes last.
         drop(ticket);
@@ -221,6 +245,17 @@ async fn receive(req: &mut Request<Incoming>, a: Admitted<'_>) -> Result<Answer,
         }
     });
     Ok(response)
+}
+
+/// Why a publisher ended, for its `publish_end` event.
+fn end_reason(close: Close, stopper: Option<Stopper>) -> EndReason {
+    match stopper {
+        Some(Stopper::Operator) => EndReason::Killed,
+        Some(Stopper::Coordinator) => EndReason::Coordinator,
+        None if close == Close::SHUTDOWN => EndReason::Shutdown,
+        None if close == Close::CLIENT_CLOSED => EndReason::ClientClosed,
+        None => EndReason::Error,
+    }
 }
 
 fn who(info: &SessionInfo) -> Who {

@@ -32,6 +32,7 @@ mod session;
 mod signal;
 mod test_client;
 mod tls;
+mod webhook;
 
 pub use server::{banner, bind, run, BindError, Listeners, Observer, Server, StartError};
 /// The server's frame writer, public so the bench's ceiling relay writes exactly as the server does.

@@ -180,6 +180,11 @@ impl Server {
             .control
             .as_ref()
             .map(|c| c.spawn(control_stop.clone()));
+        if let Some(webhook) = &shared.webhook {
+            for _ in 0..crate::webhook::SENDERS {
+                drain.spawn(webhook.clone().sender(drain.signal.clone()));
+            }
+        }
         log_address("http", &listeners.plain);
         drain.spawn(accept(listeners.plain, shared.clone(), Role::Public(None)));
         if let (Some(listener), Some(tls)) = (listeners.tls, tls) {
@@ -255,20 +260,28 @@ pub(crate) struct Shared {
     pub(crate) drain: Drain,
     /// The authorisation callback (`AUTH_HTTP_URL`); `None` when not set.
     pub(crate) auth: Option<crate::auth::AuthHook>,
+    /// The event webhook (`EVENT_WEBHOOK_URL`); `None` when not set.
+    pub(crate) webhook: Option<Arc<crate::webhook::Webhook>>,
     next_session: AtomicU64,
 }
 
 impl Shared {
     fn new(config: Config) -> Arc<Self> {
-        let hub = Hub::new(HubSettings {
+        let metrics = Arc::new(Metrics::default());
+        let webhook = config
+            .operator
+            .webhook_url
+            .clone()
+            .map(|url| crate::webhook::Webhook::new(url, metrics.clone()));
+        let settings = HubSettings {
             cache_limit: config.gop_cache_bytes,
             receiver_queue_bytes: config.receiver_queue_bytes,
-        });
+        };
+        let hub = Hub::with_events(settings, webhook.clone());
         let limiter = IpLimiter::new(
             config.max_ip_concurrent,
             config.concurrent_limit_whitelist.clone(),
         );
-        let metrics = Arc::new(Metrics::default());
         let control = config.control.clone().map(|settings| {
             let (heartbeat, silence) = (config.heartbeat, config.idle_timeout);
             Control::new(settings, hub.clone(), metrics.clone(), heartbeat, silence)
@@ -286,6 +299,7 @@ impl Shared {
             metrics,
             drain: Drain::default(),
             auth,
+            webhook,
             next_session: AtomicU64::new(1),
         })
     }

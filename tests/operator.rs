@@ -553,3 +553,257 @@ async fn api_bitrate_is_within_ten_percent_of_the_real_rate() {
     let error = (reported - real).abs() / real;
     assert!(error < 0.10, "reported {reported} real {real}");
 }
+
+// === Event webhooks ===
+
+/// The next event of `name` (others of the same test are skipped).
+async fn event(hook: &mut Hook, name: &str) -> serde_json::Value {
+    loop {
+        let r = hook.recv().await;
+        assert!(!r.raw.contains(KEY), "a key in an event: {}", r.raw);
+        assert_eq!(r.method, "POST");
+        assert_eq!(r.header("content-type"), Some("application/json"));
+        if r.body["event"] == name {
+            return r.body;
+        }
+    }
+}
+
+fn fields(v: &serde_json::Value) -> Vec<String> {
+    let mut names: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+    names.sort_unstable();
+    names
+}
+
+#[tokio::test]
+async fn webhook_reports_every_event_with_its_fields() {
+    let mut hook = Hook::start(Reply::Status(204)).await;
+    let url = hook.url("/events");
+    let mut server = Server::start(&[
+        ("EVENT_WEBHOOK_URL", url.as_str()),
+        ("METRICS_ADDRESS", "127.0.0.1:0"),
+        ("API_TOKEN", "t"),
+        ("MAX_MESSAGE_SIZE_MB", "1"),
+        ("RECEIVER_QUEUE_MB", "1"),
+        ("GOP_CACHE_SIZE_MB", "0"),
+        ("MAX_IP_CONCURRENT_CONNECTIONS", "16"),
+    ]);
+    // Client closed, with a receiver that stops reading and is kicked.
+    let mut publisher = ws(&server.url(&format!("/one/{KEY}/publish"))).await;
+    let start = event(&mut hook, "publish_start").await;
+    assert_eq!(fields(&start), ["channel", "event", "id", "ip", "time"]);
+    assert_eq!(start["channel"], "one");
+    assert_eq!(start["ip"], "127.0.0.1");
+    assert!(is_rfc3339(&start["time"]), "{start}");
+    let stuck = ws(&server.url(&format!("/one/{KEY}/receive"))).await;
+    server.wait_playing(1).await;
+    let mut sent = 0u64;
+    for seq in 0..64 {
+        send(&mut publisher, payload(seq, 256 * 1024)).await;
+        sent += 256 * 1024;
+    }
+    let kicked = event(&mut hook, "receiver_kicked").await;
+    assert_eq!(
+        fields(&kicked),
+        [
+            "behind_bytes",
+            "channel",
+            "event",
+            "id",
+            "ip",
+            "kind",
+            "time"
+        ]
+    );
+    assert_eq!(
+        (&kicked["channel"], &kicked["kind"]),
+        (&"one".into(), &"receive".into())
+    );
+    assert!(
+        kicked["behind_bytes"].as_u64().is_some_and(|b| b > 1 << 20),
+        "{kicked}"
+    );
+    assert_ne!(kicked["id"], start["id"]);
+    drop(stuck);
+    close(publisher).await;
+    let end = event(&mut hook, "publish_end").await;
+    assert_eq!(
+        fields(&end),
+        [
+            "bytes",
+            "channel",
+            "chunks",
+            "duration_seconds",
+            "event",
+            "id",
+            "ip",
+            "reason",
+            "time"
+        ]
+    );
+    assert_eq!(
+        (&end["id"], &end["channel"]),
+        (&start["id"], &start["channel"])
+    );
+    assert_eq!(
+        (end["chunks"].as_u64(), end["bytes"].as_u64()),
+        (Some(64), Some(sent))
+    );
+    assert!(end["duration_seconds"]
+        .as_f64()
+        .is_some_and(|d| d > 0.0 && d < 30.0));
+    assert_eq!(end["reason"], "client_closed");
+
+    // Killed by the operator.
+    let mut publisher = ws(&server.url(&format!("/two/{KEY}/publish"))).await;
+    event(&mut hook, "publish_start").await;
+    assert_eq!(
+        api(&server, "POST", "/api/channels/two/kick", Some("t")).0,
+        204
+    );
+    assert_eq!(expect_close(&mut publisher).await, Some(1000));
+    assert_eq!(event(&mut hook, "publish_end").await["reason"], "killed");
+
+    // An error: a message over the bound.
+    let mut publisher = ws(&server.url(&format!("/three/{KEY}/publish"))).await;
+    event(&mut hook, "publish_start").await;
+    let _ = tokio::time::timeout(
+        STEP,
+        futures_util::SinkExt::send(
+            &mut publisher,
+            tokio_tungstenite::tungstenite::Message::Binary(vec![0; 2 << 20].into()),
+        ),
+    )
+    .await;
+    assert_eq!(event(&mut hook, "publish_end").await["reason"], "error");
+
+    // Shutdown: the drain still delivers the last events.
+    let _publisher = ws(&server.url(&format!("/four/{KEY}/publish"))).await;
+    event(&mut hook, "publish_start").await;
+    server.shutdown().await;
+    let end = hook
+        .drain()
+        .into_iter()
+        .find(|r| r.body["event"] == "publish_end")
+        .expect("publish_end delivered during the drain");
+    assert_eq!(end.body["reason"], "shutdown");
+    assert_eq!(end.body["channel"], "four");
+}
+
+#[tokio::test]
+async fn webhook_reports_the_coordinators_kill() {
+    use common::coordinator::Coordinator;
+    use ws_stream_server::control::codec::ControlMessage;
+    let mut coord = Coordinator::start().await;
+    let base = coord.base_url();
+    let mut hook = Hook::start(Reply::Status(200)).await;
+    let url = hook.url("/events");
+    let server = Server::start(&[
+        ("CONTROL_BASE_URL", base.as_str()),
+        ("EVENT_WEBHOOK_URL", url.as_str()),
+    ]);
+    let mut link = coord.link().await;
+    server.wait_control(true).await;
+    let url = server.url(&format!("/ch/{KEY}/publish"));
+    let publish = tokio::spawn(async move { try_ws(&url).await });
+    let request = link.recv().await;
+    link.send(
+        &ControlMessage::new("PUBLISH-ACCEPT")
+            .with_param("Request-ID", request.param("Request-ID").unwrap())
+            .with_param("Stream-Channel", "ch")
+            .with_param("Stream-ID", "sid-1"),
+    )
+    .await;
+    let mut publisher = publish.await.unwrap().unwrap();
+    event(&mut hook, "publish_start").await;
+    link.send(
+        &ControlMessage::new("STREAM-KILL")
+            .with_param("Stream-Channel", "ch")
+            .with_param("Stream-ID", "sid-1"),
+    )
+    .await;
+    assert_eq!(expect_close(&mut publisher).await, Some(1000));
+    assert_eq!(
+        event(&mut hook, "publish_end").await["reason"],
+        "coordinator"
+    );
+}
+
+/// Per-chunk latency (publisher send → receiver has it), in µs, sorted.
+async fn chunk_latencies(server: &Server, channel: &str) -> (Duration, Vec<u64>) {
+    let connect = Instant::now();
+    let mut publisher = ws(&server.url(&format!("/{channel}/{KEY}/publish"))).await;
+    let connected = connect.elapsed();
+    let mut receiver = ws(&server.url(&format!("/{channel}/{KEY}/receive"))).await;
+    server.wait_playing(1).await;
+    let mut latencies = Vec::new();
+    for seq in 0..200 {
+        let chunk = payload(seq, 4096);
+        let at = Instant::now();
+        send(&mut publisher, chunk.clone()).await;
+        assert_eq!(next_binary(&mut receiver).await, chunk);
+        latencies.push(at.elapsed().as_micros() as u64);
+    }
+    close(publisher).await;
+    latencies.sort_unstable();
+    (connected, latencies)
+}
+
+#[tokio::test]
+async fn a_hanging_webhook_delays_neither_publishing_nor_delivery() {
+    let baseline = Server::start(&[]);
+    let (connect_without, without) = chunk_latencies(&baseline, "base").await;
+    let hook = Hook::start(Reply::Delay(Duration::from_secs(10))).await;
+    let url = hook.url("/events");
+    let server = Server::start(&[("EVENT_WEBHOOK_URL", url.as_str())]);
+    let (connect_with, with) = chunk_latencies(&server, "hang").await;
+    hook.wait_count(1).await;
+    let p = |v: &[u64], q: f64| v[((v.len() - 1) as f64 * q) as usize];
+    eprintln!(
+        "chunk latency µs without webhook p50 {} p99 {} | with a 10 s-hanging webhook p50 {} p99 {}; connect {:?} vs {:?}",
+        p(&without, 0.5), p(&without, 0.99), p(&with, 0.5), p(&with, 0.99), connect_without, connect_with
+    );
+    // Equal within noise: the webhook is never on the stream's path.
+    assert!(
+        p(&with, 0.5) <= p(&without, 0.5) * 2 + 1000,
+        "{} vs {}",
+        p(&with, 0.5),
+        p(&without, 0.5)
+    );
+    assert!(connect_with < Duration::from_secs(1), "{connect_with:?}");
+    // The publisher's end is not held up either: the next one starts at once.
+    let started = Instant::now();
+    let again = ws(&server.url(&format!("/hang/{KEY}/publish"))).await;
+    assert!(started.elapsed() < Duration::from_secs(1));
+    drop(again);
+}
+
+#[tokio::test]
+async fn the_event_queue_is_bounded_and_drops_the_oldest() {
+    let hook = Hook::start(Reply::Hang).await;
+    let url = hook.url("/events");
+    let server = Server::start(&[
+        ("EVENT_WEBHOOK_URL", url.as_str()),
+        ("METRICS_ADDRESS", "127.0.0.1:0"),
+    ]);
+    // 560 publishers: 1,120 events while the webhook answers none.
+    for i in 0..560 {
+        let p = ws(&server.url(&format!("/q{i}/{KEY}/publish"))).await;
+        close(p).await;
+    }
+    server
+        .wait_metric("ws_stream_connections{kind=\"publish\"}", |v| v == 0.0)
+        .await;
+    let in_flight = hook.count();
+    assert!(in_flight <= 4, "{in_flight} in flight");
+    let expected = (1120 - 1024 - in_flight) as f64;
+    server
+        .wait_metric("ws_stream_webhook_events_total{outcome=\"dropped\"}", |v| {
+            v == expected
+        })
+        .await;
+    assert_eq!(
+        server.metric("ws_stream_webhook_events_total{outcome=\"sent\"}"),
+        0.0
+    );
+}

@@ -29,6 +29,8 @@ pub(crate) struct Feed {
     remaining: Option<usize>,
     /// Its figures, registered with the broadcast while the feed lives.
     stats: Arc<ReceiverStats>,
+    /// Its lag was reported (once).
+    kicked: bool,
 }
 
 fn sum(chunks: &[Bytes]) -> u64 {
@@ -59,6 +61,7 @@ impl Feed {
         let stats = Arc::new(ReceiverStats::new(who, kind, start.cursor, replay));
         let feed = Self {
             stats,
+            kicked: false,
             broadcast,
             replay: start.replay.into(),
             cursor: start.cursor,
@@ -70,6 +73,15 @@ impl Feed {
         feed.broadcast
             .add_receiver(feed.stats_key(), feed.stats.clone());
         feed
+    }
+
+    /// The writer closes a receiver that lags: reported once.
+    fn kicked(&mut self, lagged: Lagged) -> Lagged {
+        if !self.kicked {
+            self.kicked = true;
+            self.broadcast.kicked(&self.stats, lagged.behind_bytes);
+        }
+        lagged
     }
 
     /// Unique while the feed lives.
@@ -113,7 +125,7 @@ impl Feed {
                 .log()
                 .read(self.cursor, max, MAX_BATCH_BYTES, out);
             match read {
-                Err(lagged) => return FeedEvent::Lagged(lagged),
+                Err(lagged) => return FeedEvent::Lagged(self.kicked(lagged)),
                 Ok(cursor) => self.cursor = cursor,
             }
             if out.len() > before {
@@ -132,8 +144,9 @@ impl Feed {
     /// Resolves when this receiver has fallen out of the lag window (cancel-safe).
     pub(crate) async fn lagged(&mut self) -> Lagged {
         loop {
-            if let Err(lagged) = self.broadcast.log().check_lag(self.cursor) {
-                return lagged;
+            let lag = self.broadcast.log().check_lag(self.cursor);
+            if let Err(lagged) = lag {
+                return self.kicked(lagged);
             }
             self.waiter.changed(self.broadcast.wakers()).await;
         }

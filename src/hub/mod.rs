@@ -82,15 +82,21 @@ pub(crate) struct Broadcast {
     wakers: Wakers,
     ended: AtomicBool,
     stats: Arc<PublisherStats>,
+    events: Option<Arc<crate::webhook::Webhook>>,
     /// The receivers playing it, for the operator API (each removes itself when it ends).
     receivers: Mutex<HashMap<u64, Arc<ReceiverStats>>>,
 }
 
 impl Broadcast {
-    fn new(settings: HubSettings, stats: Arc<PublisherStats>) -> Self {
+    fn new(
+        settings: HubSettings,
+        stats: Arc<PublisherStats>,
+        events: Option<Arc<crate::webhook::Webhook>>,
+    ) -> Self {
         stats.activate();
         Self {
             stats,
+            events,
             receivers: Mutex::new(HashMap::new()),
             log: Mutex::new(ChunkLog::new(
                 settings.cache_limit,
@@ -149,6 +155,20 @@ impl Broadcast {
 
     pub(crate) fn remove_receiver(&self, key: u64) {
         self.receiver_map().remove(&key);
+    }
+
+    /// Reports a receiver closed for falling behind.
+    pub(crate) fn kicked(&self, receiver: &ReceiverStats, behind_bytes: u64) {
+        if let Some(events) = &self.events {
+            events.emit(crate::webhook::Event::ReceiverKicked {
+                time: crate::webhook::now(),
+                channel: self.stats.channel.clone(),
+                id: receiver.who.id,
+                ip: crate::webhook::ip(receiver.who.ip),
+                kind: receiver.kind.as_str(),
+                behind_bytes,
+            });
+        }
     }
 
     /// How far a receiver at `cursor` is behind the head (accounted bytes).
@@ -210,6 +230,8 @@ impl Broadcast {
 #[derive(Debug)]
 pub(crate) struct Hub {
     settings: HubSettings,
+    /// Where events go (`EVENT_WEBHOOK_URL`).
+    events: Option<Arc<crate::webhook::Webhook>>,
     channels: Mutex<HashMap<String, Channel>>,
     next_id: std::sync::atomic::AtomicU64,
 }
@@ -242,9 +264,19 @@ struct Waiter {
 }
 
 impl Hub {
+    #[cfg(test)]
     pub(crate) fn new(settings: HubSettings) -> Arc<Self> {
+        Self::with_events(settings, None)
+    }
+
+    /// A hub whose receivers report being kicked to `events`.
+    pub(crate) fn with_events(
+        settings: HubSettings,
+        events: Option<Arc<crate::webhook::Webhook>>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             settings,
+            events,
             channels: Mutex::new(HashMap::new()),
             next_id: std::sync::atomic::AtomicU64::new(1),
         })
@@ -529,7 +561,11 @@ impl PublisherClaim {
 
     /// Opens the publishing broadcast: waiting receivers with the right key start from its first chunk.
     pub(crate) fn activate(&self, stream_id: Option<String>) -> Arc<Broadcast> {
-        let broadcast = Arc::new(Broadcast::new(self.hub.settings, self.stats.clone()));
+        let broadcast = Arc::new(Broadcast::new(
+            self.hub.settings,
+            self.stats.clone(),
+            self.hub.events.clone(),
+        ));
         let mut channels = self.hub.channels();
         let Some(entry) = channels.get_mut(&self.channel) else {
             return broadcast;

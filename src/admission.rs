@@ -14,10 +14,11 @@ use crate::access::IpSlot;
 use crate::control::{Control, StreamTicket};
 use crate::front_door::{self, Refusal};
 use crate::http::Answer;
-use crate::hub::{Candidate, Kind, PublisherClaim};
+use crate::hub::{Candidate, Kind, PublisherClaim, Stopper, Who};
 use crate::metrics::{OutcomeLabel, ReasonLabel};
-use crate::session::{self, Limits, SessionInfo, Tag};
+use crate::session::{self, Close, Limits, SessionInfo, Tag};
 use crate::state::Shared;
+use crate::webhook::{self, EndReason, Event};
 
 type UpgradeFut = fastwebsockets::upgrade::UpgradeFut;
 
@@ -49,7 +50,7 @@ pub(crate) async fn admit(
     let result = if admitted.info.kind == Kind::Publish {
         publish(req, admitted).await
     } else {
-        receive(req, admitted)
+        receive(req, admitted).await
     };
     result.unwrap_or_else(|refusal| refused(shared, tag, refusal))
 }
@@ -104,9 +105,10 @@ async fn publish(req: &mut Request<Incoming>, a: Admitted<'_>) -> Result<Answer,
         None => {
             let claim = shared
                 .hub
-                .claim(&info.channel, key)
+                .claim_as(&info.channel, key, who(&info))
                 .map_err(|_| Refusal::AlreadyPublishing)?;
             front_door::check_upgrade(req.method(), req.version(), req.headers())?;
+            callback(shared, &info, key).await?;
             (claim, None)
         }
         Some(control) => {
@@ -115,6 +117,7 @@ async fn publish(req: &mut Request<Incoming>, a: Admitted<'_>) -> Result<Answer,
                 .candidate(&info.channel)
                 .map_err(|_| Refusal::AlreadyPublishing)?;
             front_door::check_upgrade(req.method(), req.version(), req.headers())?;
+            callback(shared, &info, key).await?;
             let (claim, ticket) = authorized(control, candidate, &info, key, shared).await?;
             (claim, Some(ticket))
         }
@@ -129,10 +132,33 @@ async fn publish(req: &mut Request<Incoming>, a: Admitted<'_>) -> Result<Answer,
     let limits = limits(shared, Kind::Publish);
     let upgrade_timeout = shared.config.upgrade_timeout;
     let drain = shared.drain.signal.clone();
+    let webhook = shared.webhook.clone();
     shared.drain.spawn(async move {
         let _slot = slot;
         if let Some(io) = finish_upgrade(upgrade, upgrade_timeout, &info).await {
-            session::run_publisher(io, info, claim, stream_id, limits, drain).await;
+            let stats = claim.stats();
+            let ended = info.clone();
+            if let Some(webhook) = &webhook {
+                webhook.emit(Event::PublishStart {
+                    time: webhook::now(),
+                    channel: info.channel.clone(),
+                    id: info.tag.id,
+                    ip: webhook::ip(info.tag.ip),
+                });
+            }
+            let close = session::run_publisher(io, info, claim, stream_id, limits, drain).await;
+            if let Some(webhook) = &webhook {
+                webhook.emit(Event::PublishEnd {
+                    time: webhook::now(),
+                    channel: ended.channel,
+                    id: ended.tag.id,
+                    ip: webhook::ip(ended.tag.ip),
+                    duration_seconds: stats.duration().as_secs_f64(),
+                    chunks: stats.chunks(),
+                    bytes: stats.bytes(),
+                    reason: end_reason(close, stats.stopper()),
+                });
+            }
         }
         // The claim is gone (receivers closed, channel freed); PUBLISH-END goes last.
         drop(ticket);
@@ -165,7 +191,7 @@ async fn authorized(
         tracing::info!(target: "request", channel, reason = %denied, "{tag} publish denied");
         Refusal::PublishDenied
     })?;
-    match candidate.claim(key) {
+    match candidate.claim(key, who(info)) {
         Ok(claim) => {
             outcome("accepted");
             Ok((claim, ticket))
@@ -178,7 +204,22 @@ async fn authorized(
     }
 }
 
-fn receive(req: &mut Request<Incoming>, a: Admitted<'_>) -> Result<Answer, Refusal> {
+/// The authorisation callback, for the kinds it is asked about: the last check
+/// before the upgrade (and before the coordinator). Fails closed.
+async fn callback(shared: &Shared, info: &SessionInfo, key: &str) -> Result<(), Refusal> {
+    let Some(auth) = shared.auth.as_ref().filter(|a| a.applies(info.kind)) else {
+        return Ok(());
+    };
+    let (channel, kind, tag) = (info.channel.as_str(), info.kind.as_str(), info.tag);
+    auth.check(info.kind, channel, key, tag)
+        .await
+        .map_err(|denied| {
+            tracing::info!(target: "request", channel, kind, reason = %denied, "{tag} denied by the authorisation callback");
+            Refusal::PublishDenied
+        })
+}
+
+async fn receive(req: &mut Request<Incoming>, a: Admitted<'_>) -> Result<Answer, Refusal> {
     let Admitted {
         shared,
         info,
@@ -189,6 +230,7 @@ fn receive(req: &mut Request<Incoming>, a: Admitted<'_>) -> Result<Answer, Refus
         return Err(Refusal::NotWhitelisted);
     }
     front_door::check_upgrade(req.method(), req.version(), req.headers())?;
+    callback(shared, &info, key).await?;
     let (response, upgrade) = upgrade(req)?;
     let hub = shared.hub.clone();
     let key = key.to_owned();
@@ -198,11 +240,29 @@ fn receive(req: &mut Request<Incoming>, a: Admitted<'_>) -> Result<Answer, Refus
     shared.drain.spawn(async move {
         let _slot = slot;
         if let Some(io) = finish_upgrade(upgrade, upgrade_timeout, &info).await {
-            let subscription = hub.subscribe(&info.channel, &key, info.kind);
+            let subscription = hub.subscribe_as(&info.channel, &key, info.kind, who(&info));
             session::run_receiver(io, info, subscription, limits, drain).await;
         }
     });
     Ok(response)
+}
+
+/// Why a publisher ended, for its `publish_end` event.
+fn end_reason(close: Close, stopper: Option<Stopper>) -> EndReason {
+    match stopper {
+        Some(Stopper::Operator) => EndReason::Killed,
+        Some(Stopper::Coordinator) => EndReason::Coordinator,
+        None if close == Close::SHUTDOWN => EndReason::Shutdown,
+        None if close == Close::CLIENT_CLOSED => EndReason::ClientClosed,
+        None => EndReason::Error,
+    }
+}
+
+fn who(info: &SessionInfo) -> Who {
+    Who {
+        id: info.tag.id,
+        ip: info.tag.ip,
+    }
 }
 
 fn limits(shared: &Shared, kind: Kind) -> Limits {

@@ -12,7 +12,10 @@ use std::time::Duration;
 use crate::access::AddrSet;
 
 mod dotenv;
+mod operator;
 pub mod vars;
+
+pub use self::operator::*;
 
 pub const ENV_HTTP_PORT: &str = "HTTP_PORT";
 pub const ENV_BIND_ADDRESS: &str = "BIND_ADDRESS";
@@ -93,6 +96,8 @@ pub struct Config {
     pub metrics_address: Option<SocketAddr>,
     /// Listen queue of each listener (the kernel caps it at `net.core.somaxconn`).
     pub listen_backlog: u32,
+    /// The authorisation callback, the event webhook and the API token.
+    pub operator: OperatorSettings,
 }
 
 #[derive(Debug, Clone)]
@@ -290,6 +295,7 @@ impl<F: Fn(&str) -> Option<String>> Parser<'_, F> {
             ),
             listen_backlog: u32::try_from(self.sized(ENV_LISTEN_BACKLOG, 4096, 1..=65535))
                 .unwrap_or(4096),
+            operator: self.operator(),
         }
     }
 

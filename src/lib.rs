@@ -16,6 +16,8 @@
 
 mod access;
 mod admission;
+mod api;
+mod auth;
 pub mod cli;
 pub mod config;
 pub mod control;
@@ -26,12 +28,14 @@ mod hub;
 pub mod logging;
 pub mod media;
 mod metrics;
+mod outbound;
 mod server;
 mod session;
 mod signal;
 mod state;
 mod test_client;
 mod tls;
+mod webhook;
 
 pub use server::{banner, bind, run, BindError, Listeners, Observer, Server, StartError};
 /// The server's frame writer, public so the bench's ceiling relay writes exactly as the server does.

@@ -11,6 +11,7 @@ use prometheus_client::encoding::{text::encode, EncodeLabelSet};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -57,6 +58,9 @@ pub(crate) struct Metrics {
     pub(crate) refused: Family<ReasonLabel, Counter>,
     pub(crate) tls_reloads: Family<OutcomeLabel, Counter>,
     pub(crate) control_dials: Family<OutcomeLabel, Counter>,
+    pub(crate) auth_requests: Family<OutcomeLabel, Counter>,
+    pub(crate) auth_seconds: Latency,
+    pub(crate) webhook_events: Family<OutcomeLabel, Counter>,
     channels_active: Gauge,
     cache_bytes: Gauge<u64, AtomicU64>,
     control_connected: Gauge,
@@ -127,6 +131,21 @@ impl Metrics {
             self.tls_reloads.clone(),
         );
         r.register(
+            "auth_requests",
+            "Authorisation callback requests by outcome (allowed, denied, timeout, error, overloaded)",
+            self.auth_requests.clone(),
+        );
+        r.register(
+            "auth_duration_seconds",
+            "Time the authorisation callback took to answer (or to fail)",
+            self.auth_seconds.0.clone(),
+        );
+        r.register(
+            "webhook_events",
+            "Webhook events by outcome (sent, failed after retries, dropped from a full queue)",
+            self.webhook_events.clone(),
+        );
+        r.register(
             "channels_active",
             "Channels with an active publisher",
             self.channels_active.clone(),
@@ -162,6 +181,22 @@ impl Metrics {
         // Writing into a String cannot fail.
         let _ = encode(&mut text, &self.registry());
         text
+    }
+}
+
+/// A latency histogram, 1 ms to about 16 s.
+#[derive(Debug, Clone)]
+pub(crate) struct Latency(Histogram);
+
+impl Default for Latency {
+    fn default() -> Self {
+        Self(Histogram::new(exponential_buckets(0.001, 2.0, 15)))
+    }
+}
+
+impl Latency {
+    pub(crate) fn observe(&self, seconds: f64) {
+        self.0.observe(seconds);
     }
 }
 

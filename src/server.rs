@@ -194,6 +194,11 @@ impl Server {
             .control
             .as_ref()
             .map(|c| c.spawn(control_stop.clone()));
+        if let Some(webhook) = &shared.webhook {
+            for _ in 0..crate::webhook::SENDERS {
+                drain.spawn(webhook.clone().sender(drain.signal.clone()));
+            }
+        }
         log_address("http", &listeners.plain);
         drain.spawn(accept(listeners.plain, shared.clone(), Role::Public(None)));
         if let (Some(listener), Some(tls)) = (listeners.tls, tls) {
@@ -353,8 +358,9 @@ async fn public(mut req: Request<Incoming>, ip: IpAddr, shared: &Arc<Shared>) ->
     }
 }
 
-fn operator(req: &Request<Incoming>, shared: &Shared) -> Answer {
+fn operator(req: &Request<Incoming>, shared: &Arc<Shared>) -> Answer {
     match req.uri().path() {
+        path if path == "/api" || path.starts_with("/api/") => crate::api::serve(req, shared),
         "/metrics" => answer::with_body(
             StatusCode::OK,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",

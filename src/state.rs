@@ -46,24 +46,39 @@ pub(crate) struct Shared {
     pub(crate) control: Option<Control>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) drain: Drain,
+    /// The authorisation callback (`AUTH_HTTP_URL`); `None` when not set.
+    pub(crate) auth: Option<crate::auth::AuthHook>,
+    /// The event webhook (`EVENT_WEBHOOK_URL`); `None` when not set.
+    pub(crate) webhook: Option<Arc<crate::webhook::Webhook>>,
     next_session: AtomicU64,
 }
 
 impl Shared {
     pub(crate) fn new(config: Config) -> Arc<Self> {
-        let hub = Hub::new(HubSettings {
+        let metrics = Arc::new(Metrics::default());
+        let webhook = config
+            .operator
+            .webhook_url
+            .clone()
+            .map(|url| crate::webhook::Webhook::new(url, metrics.clone()));
+        let settings = HubSettings {
             cache_limit: config.gop_cache_bytes,
             receiver_queue_bytes: config.receiver_queue_bytes,
-        });
+        };
+        let hub = Hub::with_events(settings, webhook.clone());
         let limiter = IpLimiter::new(
             config.max_ip_concurrent,
             config.concurrent_limit_whitelist.clone(),
         );
-        let metrics = Arc::new(Metrics::default());
         let control = config.control.clone().map(|settings| {
             let (heartbeat, silence) = (config.heartbeat, config.idle_timeout);
             Control::new(settings, hub.clone(), metrics.clone(), heartbeat, silence)
         });
+        let auth = config
+            .operator
+            .auth
+            .clone()
+            .map(|settings| crate::auth::AuthHook::new(settings, metrics.clone()));
         Arc::new(Self {
             config,
             hub,
@@ -71,6 +86,8 @@ impl Shared {
             control,
             metrics,
             drain: Drain::default(),
+            auth,
+            webhook,
             next_session: AtomicU64::new(1),
         })
     }

@@ -199,6 +199,37 @@ pub const VARS: &[Var] = &[
         Value("4096"),
         "listen queue of each listener (1-65535; the kernel caps it at net.core.somaxconn)",
     ),
+    var(
+        ENV_AUTH_HTTP_URL,
+        Unset("off"),
+        "`http://` or `https://` URL POSTed a JSON authorisation request before the upgrade; 2xx allows, anything else denies (403)",
+    ),
+    var(
+        ENV_AUTH_HTTP_KINDS,
+        Value("publish"),
+        "comma list of the kinds that ask `AUTH_HTTP_URL`: `publish`, `receive`, `receive-clear-cache`, `probe`",
+    ),
+    var(
+        ENV_AUTH_HTTP_TIMEOUT_SECONDS,
+        Value("5"),
+        "longest wait for the authorisation callback's answer; over it: denied",
+    ),
+    var(
+        ENV_AUTH_HTTP_MAX_INFLIGHT,
+        Value("256"),
+        "authorisation requests waiting at once; more: denied at once",
+    ),
+    var(
+        ENV_EVENT_WEBHOOK_URL,
+        Unset("off"),
+        "`http://` or `https://` URL POSTed JSON events (`publish_start`, `publish_end`, `receiver_kicked`)",
+    ),
+    Var {
+        name: ENV_API_TOKEN,
+        default: Unset("GETs open, POSTs refused"),
+        meaning: "bearer token the `/api` paths of the `METRICS_ADDRESS` listener require",
+        secret: true,
+    },
 ];
 
 /// The table entry of `name`.
@@ -232,6 +263,8 @@ pub fn effective(config: &Config) -> Vec<(&'static str, String)> {
     let no_control = || "not used: no CONTROL_BASE_URL".to_owned();
     let tls = config.tls.as_ref();
     let control = config.control.as_ref();
+    let no_auth = || "not used: no AUTH_HTTP_URL".to_owned();
+    let auth = config.operator.auth.as_ref();
     let unset = |name: &str| find(name).map_or("—", |v| v.default.shown()).to_owned();
     let value = |name: &'static str| -> String {
         match name {
@@ -285,6 +318,21 @@ pub fn effective(config: &Config) -> Vec<(&'static str, String)> {
                 .metrics_address
                 .map_or_else(|| unset(name), |a| a.to_string()),
             ENV_LISTEN_BACKLOG => config.listen_backlog.to_string(),
+            ENV_AUTH_HTTP_URL => auth.map_or_else(|| unset(name), |a| mask(&a.url)),
+            ENV_AUTH_HTTP_KINDS => auth.map_or_else(no_auth, |a| a.kinds.join(",")),
+            ENV_AUTH_HTTP_TIMEOUT_SECONDS => {
+                auth.map_or_else(no_auth, |a| a.timeout.as_secs().to_string())
+            }
+            ENV_AUTH_HTTP_MAX_INFLIGHT => auth.map_or_else(no_auth, |a| a.max_inflight.to_string()),
+            ENV_EVENT_WEBHOOK_URL => config
+                .operator
+                .webhook_url
+                .as_ref()
+                .map_or_else(|| unset(name), mask),
+            ENV_API_TOKEN => match &config.operator.api_token {
+                None => unset(name),
+                Some(_) => MASK.to_owned(),
+            },
             // A name in the table without a rendering here fails the unit tests.
             _ => "?".to_owned(),
         }
@@ -301,6 +349,7 @@ pub fn parser_names() -> Vec<String> {
         (ENV_SSL_CERT, "cert.pem"),
         (ENV_SSL_KEY, "key.pem"),
         (ENV_CONTROL_BASE_URL, "ws://127.0.0.1:9"),
+        (ENV_AUTH_HTTP_URL, "http://127.0.0.1:9"),
     ];
     for env in [&[][..], on] {
         let _ = Config::from_lookup(|name| {

@@ -7,8 +7,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::log::Start;
+use super::stats::{ReceiverStats, Who};
 use super::wake::WakeHandle;
-use super::{Broadcast, Lagged};
+use super::{Broadcast, Kind, Lagged};
 
 /// Most chunks handed out in one batch (one vectored write).
 pub(crate) const MAX_BATCH_CHUNKS: usize = 256;
@@ -26,6 +27,20 @@ pub(crate) struct Feed {
     waiter: WakeHandle,
     /// Probe: one chunk, then the end.
     remaining: Option<usize>,
+    /// Its figures, registered with the broadcast while the feed lives.
+    stats: Arc<ReceiverStats>,
+    /// Its lag was reported (once).
+    kicked: bool,
+}
+
+fn sum(chunks: &[Bytes]) -> u64 {
+    chunks.iter().map(|c| c.len() as u64).sum()
+}
+
+impl Drop for Feed {
+    fn drop(&mut self) {
+        self.broadcast.remove_receiver(self.stats_key());
+    }
 }
 
 /// What the writer does next.
@@ -39,9 +54,14 @@ pub(crate) enum FeedEvent {
 }
 
 impl Feed {
-    pub(super) fn new(broadcast: Arc<Broadcast>, start: Start, probe: bool) -> Self {
+    pub(super) fn new(broadcast: Arc<Broadcast>, start: Start, kind: Kind, who: Who) -> Self {
+        let probe = kind == Kind::Probe;
         let waiter = broadcast.register();
-        Self {
+        let replay = sum(&start.replay);
+        let stats = Arc::new(ReceiverStats::new(who, kind, start.cursor, replay));
+        let feed = Self {
+            stats,
+            kicked: false,
             broadcast,
             replay: start.replay.into(),
             cursor: start.cursor,
@@ -49,7 +69,24 @@ impl Feed {
             probe,
             waiter,
             remaining: probe.then_some(1),
+        };
+        feed.broadcast
+            .add_receiver(feed.stats_key(), feed.stats.clone());
+        feed
+    }
+
+    /// The writer closes a receiver that lags: reported once.
+    fn kicked(&mut self, lagged: Lagged) -> Lagged {
+        if !self.kicked {
+            self.kicked = true;
+            self.broadcast.kicked(&self.stats, lagged.behind_bytes);
         }
+        lagged
+    }
+
+    /// Unique while the feed lives.
+    fn stats_key(&self) -> u64 {
+        Arc::as_ptr(&self.stats) as usize as u64
     }
 
     /// Waits for the next chunks and appends them to `out` (cancel-safe).
@@ -61,14 +98,19 @@ impl Feed {
             let max = self.remaining.unwrap_or(MAX_BATCH_CHUNKS);
             if !self.replay.is_empty() {
                 let n = self.replay.len().min(max);
+                let before = out.len();
                 out.extend(self.replay.drain(..n));
+                self.stats.handed(sum(&out[before..]), None, true);
                 self.consumed(n);
                 return FeedEvent::Data;
             }
             self.waiter.mark_seen(self.broadcast.wakers());
             let ended = self.broadcast.is_ended();
             if self.await_join.is_some() {
+                let before = out.len();
                 if self.skip_to_join(out) {
+                    let bytes = sum(&out[before..]);
+                    self.stats.handed(bytes, Some(self.cursor), false);
                     return FeedEvent::Data;
                 }
                 if ended {
@@ -83,10 +125,12 @@ impl Feed {
                 .log()
                 .read(self.cursor, max, MAX_BATCH_BYTES, out);
             match read {
-                Err(lagged) => return FeedEvent::Lagged(lagged),
+                Err(lagged) => return FeedEvent::Lagged(self.kicked(lagged)),
                 Ok(cursor) => self.cursor = cursor,
             }
             if out.len() > before {
+                let bytes = sum(&out[before..]);
+                self.stats.handed(bytes, Some(self.cursor), false);
                 self.consumed(out.len() - before);
                 return FeedEvent::Data;
             }
@@ -100,8 +144,9 @@ impl Feed {
     /// Resolves when this receiver has fallen out of the lag window (cancel-safe).
     pub(crate) async fn lagged(&mut self) -> Lagged {
         loop {
-            if let Err(lagged) = self.broadcast.log().check_lag(self.cursor) {
-                return lagged;
+            let lag = self.broadcast.log().check_lag(self.cursor);
+            if let Err(lagged) = lag {
+                return self.kicked(lagged);
             }
             self.waiter.changed(self.broadcast.wakers()).await;
         }

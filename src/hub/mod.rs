@@ -7,6 +7,7 @@
 
 pub(crate) mod feed;
 pub(crate) mod log;
+pub(crate) mod stats;
 mod tracker;
 mod wake;
 
@@ -21,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 pub(crate) use self::feed::{Feed, FeedEvent};
 pub(crate) use self::log::{ChunkLog, Lagged};
+pub(crate) use self::stats::{PublisherStats, ReceiverStats, Stopper, Who};
 use self::tracker::MediaTracker;
 use self::wake::{WakeHandle, Wakers};
 
@@ -79,11 +81,23 @@ pub(crate) struct Broadcast {
     /// itself from the log and `ended`.
     wakers: Wakers,
     ended: AtomicBool,
+    stats: Arc<PublisherStats>,
+    events: Option<Arc<crate::webhook::Webhook>>,
+    /// The receivers playing it, for the operator API (each removes itself when it ends).
+    receivers: Mutex<HashMap<u64, Arc<ReceiverStats>>>,
 }
 
 impl Broadcast {
-    fn new(settings: HubSettings) -> Self {
+    fn new(
+        settings: HubSettings,
+        stats: Arc<PublisherStats>,
+        events: Option<Arc<crate::webhook::Webhook>>,
+    ) -> Self {
+        stats.activate();
         Self {
+            stats,
+            events,
+            receivers: Mutex::new(HashMap::new()),
             log: Mutex::new(ChunkLog::new(
                 settings.cache_limit,
                 settings.receiver_queue_bytes,
@@ -108,12 +122,61 @@ impl Broadcast {
 
     /// Appends a chunk without waking the receivers yet (see [`Broadcast::wake_receivers`]).
     pub(crate) fn append(&self, chunk: Bytes) {
-        let update = self
-            .media
+        let (update, container) = {
+            let mut media = self.media.lock().unwrap_or_else(PoisonError::into_inner);
+            let update = media.observe(&chunk);
+            (update, media.container())
+        };
+        let init = update.init.as_ref().map(|i| i.len() as u64);
+        self.stats.chunk(chunk.len() as u64);
+        self.stats.media(container, init, update.failed);
+        self.log().push(chunk, update);
+    }
+
+    /// The publisher's figures.
+    pub(crate) fn stats(&self) -> &Arc<PublisherStats> {
+        &self.stats
+    }
+
+    /// The receivers playing it now.
+    pub(crate) fn receivers(&self) -> Vec<Arc<ReceiverStats>> {
+        self.receiver_map().values().cloned().collect()
+    }
+
+    fn receiver_map(&self) -> MutexGuard<'_, HashMap<u64, Arc<ReceiverStats>>> {
+        self.receivers
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .observe(&chunk);
-        self.log().push(chunk, update);
+    }
+
+    pub(crate) fn add_receiver(&self, key: u64, stats: Arc<ReceiverStats>) {
+        self.receiver_map().insert(key, stats);
+    }
+
+    pub(crate) fn remove_receiver(&self, key: u64) {
+        self.receiver_map().remove(&key);
+    }
+
+    /// Reports a receiver closed for falling behind.
+    pub(crate) fn kicked(&self, receiver: &ReceiverStats, behind_bytes: u64) {
+        if let Some(events) = &self.events {
+            events.emit(crate::webhook::Event::ReceiverKicked {
+                time: crate::webhook::now(),
+                channel: self.stats.channel.clone(),
+                id: receiver.who.id,
+                ip: crate::webhook::ip(receiver.who.ip),
+                kind: receiver.kind.as_str(),
+                behind_bytes,
+            });
+        }
+    }
+
+    /// How far a receiver at `cursor` is behind the head (accounted bytes).
+    pub(crate) fn behind(&self, cursor: u64) -> u64 {
+        match self.log().check_lag(cursor) {
+            Ok(behind) => behind,
+            Err(lagged) => lagged.behind_bytes,
+        }
     }
 
     /// Wakes every receiver to send what was appended.
@@ -132,18 +195,21 @@ impl Broadcast {
     }
 
     /// Starts a receiver of `kind` on this running broadcast (cache replay, then live).
-    fn feed(self: &Arc<Self>, kind: Kind) -> Feed {
-        let mut log = self.log();
-        let start = log.start(kind == Kind::Probe);
-        if kind == Kind::ReceiveClearCache {
-            log.clear_history();
-        }
-        Feed::new(self.clone(), start, kind == Kind::Probe)
+    fn feed(self: &Arc<Self>, kind: Kind, who: Who) -> Feed {
+        let start = {
+            let mut log = self.log();
+            let start = log.start(kind == Kind::Probe);
+            if kind == Kind::ReceiveClearCache {
+                log.clear_history();
+            }
+            start
+        };
+        Feed::new(self.clone(), start, kind, who)
     }
 
     /// Starts a receiver that was waiting before the broadcast's first chunk.
-    fn feed_from_start(self: &Arc<Self>, kind: Kind) -> Feed {
-        Feed::new(self.clone(), log::Start::default(), kind == Kind::Probe)
+    fn feed_from_start(self: &Arc<Self>, kind: Kind, who: Who) -> Feed {
+        Feed::new(self.clone(), log::Start::default(), kind, who)
     }
 
     /// Whether the publisher is gone (no chunk will follow).
@@ -164,6 +230,8 @@ impl Broadcast {
 #[derive(Debug)]
 pub(crate) struct Hub {
     settings: HubSettings,
+    /// Where events go (`EVENT_WEBHOOK_URL`).
+    events: Option<Arc<crate::webhook::Webhook>>,
     channels: Mutex<HashMap<String, Channel>>,
     next_id: std::sync::atomic::AtomicU64,
 }
@@ -183,6 +251,7 @@ struct Publisher {
     stream_id: Option<String>,
     broadcast: Option<Arc<Broadcast>>,
     kill: CancellationToken,
+    stats: Arc<PublisherStats>,
 }
 
 #[derive(Debug)]
@@ -190,13 +259,24 @@ struct Waiter {
     id: u64,
     key: String,
     kind: Kind,
+    who: Who,
     start: oneshot::Sender<Result<Feed, InvalidKey>>,
 }
 
 impl Hub {
+    #[cfg(test)]
     pub(crate) fn new(settings: HubSettings) -> Arc<Self> {
+        Self::with_events(settings, None)
+    }
+
+    /// A hub whose receivers report being kicked to `events`.
+    pub(crate) fn with_events(
+        settings: HubSettings,
+        events: Option<Arc<crate::webhook::Webhook>>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             settings,
+            events,
             channels: Mutex::new(HashMap::new()),
             next_id: std::sync::atomic::AtomicU64::new(1),
         })
@@ -212,13 +292,24 @@ impl Hub {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Atomically claims `channel` for a publisher; the claim is released when dropped.
+    #[cfg(test)]
     pub(crate) fn claim(
         self: &Arc<Self>,
         channel: &str,
         key: &str,
     ) -> Result<PublisherClaim, AlreadyPublishing> {
+        self.claim_as(channel, key, Who::default())
+    }
+
+    /// Atomically claims `channel` for publisher `who`; the claim is released when dropped.
+    pub(crate) fn claim_as(
+        self: &Arc<Self>,
+        channel: &str,
+        key: &str,
+        who: Who,
+    ) -> Result<PublisherClaim, AlreadyPublishing> {
         let claim_id = self.id();
+        let stats = Arc::new(PublisherStats::new(channel, who));
         let kill = CancellationToken::new();
         let mut channels = self.channels();
         let entry = channels.entry(channel.to_owned()).or_default();
@@ -231,12 +322,14 @@ impl Hub {
             stream_id: None,
             broadcast: None,
             kill: kill.clone(),
+            stats: stats.clone(),
         });
         Ok(PublisherClaim {
             hub: self.clone(),
             channel: channel.to_owned(),
             claim_id,
             kill,
+            stats,
         })
     }
 
@@ -261,12 +354,23 @@ impl Hub {
         })
     }
 
-    /// Starts a receiver now if a publisher is active, else registers it as waiting.
+    #[cfg(test)]
     pub(crate) fn subscribe(
         self: &Arc<Self>,
         channel: &str,
         key: &str,
         kind: Kind,
+    ) -> Subscription {
+        self.subscribe_as(channel, key, kind, Who::default())
+    }
+
+    /// Starts receiver `who` now if a publisher is active, else registers it as waiting.
+    pub(crate) fn subscribe_as(
+        self: &Arc<Self>,
+        channel: &str,
+        key: &str,
+        kind: Kind,
+        who: Who,
     ) -> Subscription {
         let mut channels = self.channels();
         let entry = channels.entry(channel.to_owned()).or_default();
@@ -275,7 +379,7 @@ impl Hub {
                 if !keys_match(&publisher.key, key) {
                     return Subscription::Ready(Err(InvalidKey));
                 }
-                return Subscription::Ready(Ok(broadcast.feed(kind)));
+                return Subscription::Ready(Ok(broadcast.feed(kind, who)));
             }
         }
         let (tx, rx) = oneshot::channel();
@@ -284,6 +388,7 @@ impl Hub {
             id,
             key: key.to_owned(),
             kind,
+            who,
             start: tx,
         });
         Subscription::Waiting(WaitTicket {
@@ -305,9 +410,38 @@ impl Hub {
             Some(id) => publisher.stream_id.as_deref() == Some(id),
         };
         if matches {
+            publisher.stats.stop_by(Stopper::Coordinator);
             publisher.kill.cancel();
         }
         matches
+    }
+
+    /// Closes the publisher of `channel` for the operator (`false`: none).
+    pub(crate) fn kick(&self, channel: &str) -> bool {
+        let channels = self.channels();
+        let Some(publisher) = channels.get(channel).and_then(|c| c.publisher.as_ref()) else {
+            return false;
+        };
+        publisher.stats.stop_by(Stopper::Operator);
+        publisher.kill.cancel();
+        true
+    }
+
+    /// The active broadcasts, by channel name (of one channel when given).
+    pub(crate) fn broadcasts(&self, only: Option<&str>) -> Vec<(String, Arc<Broadcast>)> {
+        let channels = self.channels();
+        let active = |(name, c): (&String, &Channel)| {
+            let broadcast = c.publisher.as_ref()?.broadcast.clone()?;
+            Some((name.clone(), broadcast))
+        };
+        match only {
+            Some(name) => channels
+                .get_key_value(name)
+                .and_then(active)
+                .into_iter()
+                .collect(),
+            None => channels.iter().filter_map(active).collect(),
+        }
     }
 
     /// Closes every active publisher, and every accepted one still finishing its upgrade.
@@ -316,6 +450,7 @@ impl Hub {
         let mut killed = 0;
         for publisher in channels.values().filter_map(|c| c.publisher.as_ref()) {
             if publisher.broadcast.is_some() || publisher.stream_id.is_some() {
+                publisher.stats.stop_by(Stopper::Coordinator);
                 publisher.kill.cancel();
                 killed += 1;
             }
@@ -374,9 +509,9 @@ pub(crate) struct Candidate {
 impl Candidate {
     /// The coordinator accepted it: claims the channel, unless another accepted
     /// request claimed it first.
-    pub(crate) fn claim(self, key: &str) -> Result<PublisherClaim, AlreadyPublishing> {
+    pub(crate) fn claim(self, key: &str, who: Who) -> Result<PublisherClaim, AlreadyPublishing> {
         // `self` is dropped only after the claim exists, so the entry never goes away between.
-        self.hub.claim(&self.channel, key)
+        self.hub.claim_as(&self.channel, key, who)
     }
 }
 
@@ -397,9 +532,15 @@ pub(crate) struct PublisherClaim {
     channel: String,
     claim_id: u64,
     kill: CancellationToken,
+    stats: Arc<PublisherStats>,
 }
 
 impl PublisherClaim {
+    /// The publisher's figures (chunks, bytes, what stopped it).
+    pub(crate) fn stats(&self) -> Arc<PublisherStats> {
+        self.stats.clone()
+    }
+
     /// Cancelled when the coordinator kills this stream.
     pub(crate) fn kill_token(&self) -> CancellationToken {
         self.kill.clone()
@@ -420,7 +561,11 @@ impl PublisherClaim {
 
     /// Opens the publishing broadcast: waiting receivers with the right key start from its first chunk.
     pub(crate) fn activate(&self, stream_id: Option<String>) -> Arc<Broadcast> {
-        let broadcast = Arc::new(Broadcast::new(self.hub.settings));
+        let broadcast = Arc::new(Broadcast::new(
+            self.hub.settings,
+            self.stats.clone(),
+            self.hub.events.clone(),
+        ));
         let mut channels = self.hub.channels();
         let Some(entry) = channels.get_mut(&self.channel) else {
             return broadcast;
@@ -439,7 +584,7 @@ impl PublisherClaim {
         let key = publisher.key.clone();
         for waiter in entry.waiting.drain(..) {
             let start = if keys_match(&key, &waiter.key) {
-                Ok(broadcast.feed_from_start(waiter.kind))
+                Ok(broadcast.feed_from_start(waiter.kind, waiter.who))
             } else {
                 Err(InvalidKey)
             };

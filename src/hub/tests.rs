@@ -156,9 +156,12 @@ fn several_candidates_wait_at_once_and_the_first_accepted_claims() {
         .candidate("c")
         .expect("a pending request does not lock the channel");
     let winner = second
-        .claim("k2")
+        .claim("k2", Who::default())
         .expect("the first accepted request claims");
-    assert!(matches!(first.claim("k1"), Err(AlreadyPublishing)));
+    assert!(matches!(
+        first.claim("k1", Who::default()),
+        Err(AlreadyPublishing)
+    ));
     // While it publishes, new requests are refused at once.
     assert!(hub.candidate("c").is_err());
     drop(winner);

@@ -16,6 +16,8 @@ pub(super) struct MediaTracker {
     /// The stream's first bytes, until the init segment is complete.
     prefix: Option<BytesMut>,
     done: bool,
+    /// The layout could not be followed: opaque bytes from then on.
+    failed: bool,
     events: Vec<ScanEvent>,
 }
 
@@ -78,9 +80,19 @@ impl MediaTracker {
         Some(init.freeze())
     }
 
+    /// The container as followed: `Opaque` once its layout could not be.
+    pub(super) fn container(&self) -> Container {
+        if self.failed {
+            Container::Opaque
+        } else {
+            self.scanner.container()
+        }
+    }
+
     fn fail(&mut self, mut update: MediaUpdate, reason: &str) -> MediaUpdate {
         tracing::info!(container = ?self.scanner.container(), reason, "stream layout not followed: late joiners get the cache as is");
         self.done = true;
+        self.failed = true;
         self.prefix = None;
         update.failed = true;
         update.init = None;

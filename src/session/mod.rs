@@ -84,7 +84,7 @@ pub(crate) async fn run_publisher(
     stream_id: Option<String>,
     limits: Limits,
     shutdown: CancellationToken,
-) {
+) -> Close {
     let _open = Open::connection(&info.metrics, info.kind.as_str());
     let activity = Activity::new();
     let (read, write) = split(upgraded, &activity);
@@ -111,7 +111,9 @@ pub(crate) async fn run_publisher(
     // The writer sends the close frame; it is bounded by its own timeout.
     let _ = writer.await;
     drop(claim);
-    tracing::info!(target: "request", channel = %info.channel, reason = signals.reason().reason, "{} publish end", info.tag);
+    let reason = signals.reason();
+    tracing::info!(target: "request", channel = %info.channel, reason = reason.reason, "{} publish end", info.tag);
+    reason
 }
 
 /// Runs a receiver or probe until its feed ends or its connection does.

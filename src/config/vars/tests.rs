@@ -16,6 +16,7 @@ const ALL_ON: &[(&str, &str)] = &[
     (ENV_SSL_CERT, "/etc/cert.pem"),
     (ENV_SSL_KEY, "/etc/key.pem"),
     (ENV_CONTROL_BASE_URL, "ws://127.0.0.1:9/"),
+    (ENV_AUTH_HTTP_URL, "http://127.0.0.1:9/auth"),
 ];
 
 fn table_names() -> Vec<&'static str> {

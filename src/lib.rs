@@ -19,6 +19,7 @@ mod admission;
 mod api;
 mod auth;
 pub mod cli;
+mod clock;
 pub mod config;
 pub mod control;
 pub mod fdlimit;

@@ -77,7 +77,7 @@ pub(crate) enum Event {
 
 /// Now, as the events' `time`.
 pub(crate) fn now() -> String {
-    crate::api::rfc3339(SystemTime::now())
+    crate::clock::rfc3339(SystemTime::now())
 }
 
 pub(crate) fn ip(ip: IpAddr) -> String {

@@ -202,7 +202,7 @@ pub const VARS: &[Var] = &[
     var(
         ENV_AUTH_HTTP_URL,
         Unset("off"),
-        "`http://` or `https://` URL POSTed a JSON authorisation request before the upgrade; 2xx allows, anything else denies (403)",
+        "`http(s)://` URL POSTed a JSON authorisation request before the upgrade; 2xx allows, else 403",
     ),
     var(
         ENV_AUTH_HTTP_KINDS,
@@ -226,8 +226,8 @@ pub const VARS: &[Var] = &[
     ),
     Var {
         name: ENV_API_TOKEN,
-        default: Unset("GETs open, POSTs refused"),
-        meaning: "bearer token the `/api` paths of the `METRICS_ADDRESS` listener require",
+        default: Unset("off"),
+        meaning: "bearer token `/api` on `METRICS_ADDRESS` requires; unset: GETs served, POSTs refused",
         secret: true,
     },
 ];

@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub mod coordinator;
+pub mod raw;
 
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;

@@ -197,7 +197,8 @@ async fn a_stuck_receiver_neither_delays_others_nor_grows_memory() {
         rss_after < rss_before + 64 * 1024,
         "server memory grew from {rss_before} KiB to {rss_after} KiB"
     );
-    // The stuck receiver, read at last, gets a prefix of the stream and then its end.
+    // The stuck receiver, read at last, gets a prefix of the stream in whole
+    // messages and then the 1008 close frame.
     let mut last = None;
     loop {
         match next(&mut stuck).await {
@@ -208,7 +209,7 @@ async fn a_stuck_receiver_neither_delays_others_nor_grows_memory() {
             }
             Got::Text(_) => {}
             Got::Closed(code) => {
-                assert!(code.is_none() || code == Some(1008), "{code:?}");
+                assert_eq!(code, Some(1008));
                 break;
             }
         }
@@ -555,4 +556,49 @@ async fn a_receiver_that_sends_data_stays_correct() {
         }
     }
     assert!(got_chunk && got_pong);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kicked_receiver_gets_whole_frames_then_1008() {
+    // A paced publisher of 1 MiB chunks, a receiver with a small socket buffer that
+    // reads slowly: it falls over its 2 MiB bound while the server is mid-frame.
+    let server = Server::start(&[("GOP_CACHE_SIZE_MB", "0"), ("RECEIVER_QUEUE_MB", "2")]);
+    let mut publisher = ws(&server.url("/kick/k/publish")).await;
+    let mut receiver =
+        common::raw::RawWs::connect_with(server.addr, "/kick/k/receive", Some(32 * 1024)).await;
+    receiver.slow(16 * 1024, Duration::from_millis(1));
+    server.wait_playing(1).await;
+    let epoch = Instant::now();
+    let sender = tokio::spawn(async move {
+        for seq in 0..32u64 {
+            send(&mut publisher, numbered(seq, epoch, 1 << 20)).await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        publisher
+    });
+    // Every frame whole (the raw reader panics on a frame cut short), in order, then 1008.
+    let mut seq = 0;
+    let code = loop {
+        let frame = receiver
+            .read_frame()
+            .await
+            .expect("a close frame before the end");
+        match frame.opcode() {
+            0x2 => {
+                assert_eq!(frame.payload.len(), 1 << 20);
+                assert_eq!(seq_of(&frame.payload), seq);
+                seq += 1;
+            }
+            0x8 => break frame.close_code(),
+            _ => {}
+        }
+    };
+    assert_eq!(code, Some(1008), "after {seq} chunks");
+    assert!(seq < 32, "the receiver should have been cut");
+    assert!(receiver.ends().await);
+    assert_eq!(server.metric("ws_stream_receivers_kicked_total"), 1.0);
+    let _publisher = tokio::time::timeout(STEP * 3, sender)
+        .await
+        .unwrap()
+        .unwrap();
 }

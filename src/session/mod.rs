@@ -59,7 +59,13 @@ pub(crate) struct Limits {
     pub max_message_bytes: usize,
 }
 
-/// Splits an upgraded connection into its read and write halves.
+/// Encrypted bytes rustls may hold for a `wss://` session whose socket is full
+/// (its default is 64 KiB): each vectored write of a batch then encrypts up to
+/// this much before one `writev` to the socket (BENCHMARKS.md, "TLS").
+const TLS_SEND_BUFFER: usize = 256 * 1024;
+
+/// Splits an upgraded connection into its read and write halves: plain TCP and
+/// TLS streams are taken out of hyper's wrapper, anything else stays in it.
 fn split(upgraded: Upgraded, activity: &Activity) -> (BoxRead, BoxWrite) {
     let (read, write): (BoxRead, BoxWrite) = match upgraded.downcast::<TokioIo<TcpStream>>() {
         Ok(parts) => {
@@ -68,10 +74,21 @@ fn split(upgraded: Upgraded, activity: &Activity) -> (BoxRead, BoxWrite) {
             let buffered = std::io::Cursor::new(bytes::Bytes::copy_from_slice(&parts.read_buf));
             (Box::new(activity.track(buffered.chain(r))), Box::new(w))
         }
-        Err(upgraded) => {
-            let (r, w) = tokio::io::split(TokioIo::new(upgraded));
-            (Box::new(activity.track(r)), Box::new(w))
-        }
+        Err(upgraded) => match upgraded
+            .downcast::<TokioIo<tokio_rustls::server::TlsStream<TcpStream>>>()
+        {
+            Ok(parts) => {
+                let mut tls = parts.io.into_inner();
+                tls.get_mut().1.set_buffer_limit(Some(TLS_SEND_BUFFER));
+                let buffered = std::io::Cursor::new(bytes::Bytes::copy_from_slice(&parts.read_buf));
+                let (r, w) = tokio::io::split(tls);
+                (Box::new(activity.track(buffered.chain(r))), Box::new(w))
+            }
+            Err(upgraded) => {
+                let (r, w) = tokio::io::split(TokioIo::new(upgraded));
+                (Box::new(activity.track(r)), Box::new(w))
+            }
+        },
     };
     (read, write)
 }

@@ -122,6 +122,10 @@ pub(super) async fn run(
             }
             Some(Ok(frame)) => frame,
         };
+        if !valid(&frame) {
+            tracing::debug!(target: "request", opcode = ?frame.opcode, "{} invalid frame", info.tag);
+            return signals.close(Close::PROTOCOL);
+        }
         // Control frames may come between the fragments of a message; only the final
         // data frame completes it.
         let completes =
@@ -168,6 +172,31 @@ pub(super) async fn run(
             broadcast.wake_receivers();
             unannounced = 0;
         }
+    }
+}
+
+/// What the frame parser leaves to us (it checks the reserved bits, the opcode, that
+/// control frames are final and pings at most 125 bytes): the mask (§5.1), the
+/// size of every control frame (§5.5) and the close payload (§5.5.1, §7.4).
+fn valid(frame: &OwnedFrame) -> bool {
+    let control = matches!(frame.opcode, OpCode::Close | OpCode::Ping | OpCode::Pong);
+    if !frame.masked || (control && frame.payload.len() > 125) {
+        return false;
+    }
+    frame.opcode != OpCode::Close || valid_close(&frame.payload)
+}
+
+/// An empty close payload, or a code an endpoint may send and a UTF-8 reason.
+fn valid_close(payload: &[u8]) -> bool {
+    match payload {
+        [] => true,
+        [hi, lo, reason @ ..] => {
+            let code = u16::from_be_bytes([*hi, *lo]);
+            // §7.4.1 and the IANA registry; 1004-1006 and 1015 are never sent on the wire.
+            let allowed = matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999);
+            allowed && std::str::from_utf8(reason).is_ok()
+        }
+        [_] => false,
     }
 }
 

@@ -75,11 +75,17 @@ impl<R: AsyncRead + Unpin> Trickle<R> {
 pub(super) struct OwnedFrame {
     pub fin: bool,
     pub opcode: fastwebsockets::OpCode,
+    /// Whether the client masked it (RFC 6455 §5.1: it must).
+    pub masked: bool,
     pub payload: bytes::BytesMut,
 }
 
 impl From<Frame<'_>> for OwnedFrame {
-    fn from(frame: Frame<'_>) -> Self {
+    fn from(mut frame: Frame<'_>) -> Self {
+        // The parser keeps the mask private; the header it would write shows the mask bit.
+        let mut head = [0u8; 14];
+        frame.fmt_head(&mut head);
+        let masked = head[1] & 0x80 != 0;
         let payload = match frame.payload {
             fastwebsockets::Payload::Bytes(b) => b,
             other => bytes::BytesMut::from(&other[..]),
@@ -87,6 +93,7 @@ impl From<Frame<'_>> for OwnedFrame {
         Self {
             fin: frame.fin,
             opcode: frame.opcode,
+            masked,
             payload,
         }
     }

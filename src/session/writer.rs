@@ -45,6 +45,8 @@ enum Step {
     Continue,
     /// Stop, then send a close frame.
     Close(Close),
+    /// Stop in the middle of a batch: finish the frame in progress, then send a close frame.
+    Interrupted(Close),
     /// Stop without a close frame (the stream is mid-frame or dead).
     Abort,
 }
@@ -95,16 +97,35 @@ pub(super) async fn run(
             other => break other,
         }
     };
-    if let Step::Close(close) = step {
-        signals.close(close);
-        if close == Close::INVALID_KEY {
-            let _ = timeout(CLOSE_TIMEOUT, send_error(&mut w)).await;
+    let close = match step {
+        Step::Close(close) => close,
+        Step::Interrupted(close) => {
+            // Never a frame cut short: a receiver that was kicked for being slow gets
+            // the idle timeout to take the rest of its frame, any other end the close timeout.
+            let bound = if close == Close::LAGGING {
+                limits.idle_timeout
+            } else {
+                CLOSE_TIMEOUT
+            };
+            let finished = tokio::select! {
+                result = timeout(bound, frames.finish_frame(&mut w, &batch)) => matches!(result, Ok(Ok(()))),
+                // A shutdown does not wait for a slow receiver's frame.
+                () = shutdown.cancelled(), if close == Close::LAGGING => false,
+            };
+            if !finished {
+                return signals.close(close);
+            }
+            close
         }
-        let payload = close_payload(close.code, close.reason);
-        let _ = timeout(CLOSE_TIMEOUT, write_frame(&mut w, OpCode::Close, &payload)).await;
-    } else {
-        signals.close(Close::PROTOCOL);
+        Step::Continue | Step::Abort => return signals.close(Close::PROTOCOL),
+    };
+    batch.clear();
+    signals.close(close);
+    if close == Close::INVALID_KEY {
+        let _ = timeout(CLOSE_TIMEOUT, send_error(&mut w)).await;
     }
+    let payload = close_payload(close.code, close.reason);
+    let _ = timeout(CLOSE_TIMEOUT, write_frame(&mut w, OpCode::Close, &payload)).await;
 }
 
 /// A heartbeat or pong: given up when the session closes or the client has not taken it
@@ -207,18 +228,18 @@ async fn feed_step<W: AsyncWrite + Unpin>(
         ),
         FeedEvent::Data => {
             // Biased: a write that completes at once never pays for the lag check.
-            let step = tokio::select! {
+            // An interrupted write keeps its batch: the frame in progress is finished.
+            tokio::select! {
                 biased;
                 result = frames.write_binary(w, batch) => {
                     info.metrics.chunks_out.inc_by(batch.len() as u64);
                     info.metrics.bytes_out.inc_by(batch.iter().map(|c| c.len() as u64).sum());
+                    batch.clear();
                     io_step(result)
                 }
-                lagged = feed.lagged() => kicked(lagged.behind_bytes, signals, info, Step::Abort),
-                () = signals.closed(Side::Writer) => Step::Abort,
-            };
-            batch.clear();
-            step
+                lagged = feed.lagged() => kicked(lagged.behind_bytes, signals, info, Step::Interrupted(Close::LAGGING)),
+                () = signals.closed(Side::Writer) => Step::Interrupted(signals.reason()),
+            }
         }
     }
 }

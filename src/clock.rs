@@ -9,10 +9,13 @@ use time::OffsetDateTime;
 pub(crate) fn rfc3339(t: SystemTime) -> String {
     let format =
         format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
-    // Formatting into a String fails only for years past 9999.
-    OffsetDateTime::from(t)
-        .format(&format)
-        .unwrap_or_else(|_| "9999-12-31T23:59:59.999Z".to_owned())
+    // Checked all the way: a clock past year 9999 gives the last time there is.
+    let since = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    time::Duration::try_from(since)
+        .ok()
+        .and_then(|d| OffsetDateTime::UNIX_EPOCH.checked_add(d))
+        .and_then(|at| at.format(&format).ok())
+        .unwrap_or_else(|| "9999-12-31T23:59:59.999Z".to_owned())
 }
 
 #[cfg(test)]

@@ -44,6 +44,9 @@ pub(crate) fn asset(content_type: &'static str, body: &'static [u8]) -> Answer {
     response
 }
 
+/// Most headers one request head may carry (more: 431). hyper's default is 100.
+pub(crate) const MAX_HEADERS: usize = 256;
+
 /// Bounds of one HTTP connection.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ConnLimits {
@@ -76,9 +79,10 @@ pub(crate) async fn serve<I, H, F>(
         .timer(TokioTimer::new())
         .header_read_timeout(limits.head_timeout)
         .max_buf_size(limits.max_head_bytes)
-        // The head's size is the bound, not its number of headers: the
-        // shortest header line (`a:` CRLF) is 4 bytes.
-        .max_headers(limits.max_head_bytes / 4);
+        // hyper sizes two arrays by this on every parse of a head (after every
+        // read of an unfinished one), so it stays a small constant; the head's
+        // size is bounded by `max_buf_size`.
+        .max_headers(MAX_HEADERS);
     let conn = builder.serve_connection(io, service).with_upgrades();
     tokio::pin!(conn);
     let result = tokio::select! {

@@ -52,13 +52,22 @@ pub(super) fn load(
             }
             Err(dotenvy::Error::LineParse(text, at)) if at == text.len() && text == pending => {}
             Err(_) => {
+                // Only what stands before `=`: the value may be a secret.
+                let first = pending.lines().next().unwrap_or("");
+                let name: String = first
+                    .split('=')
+                    .next()
+                    .unwrap_or("")
+                    .chars()
+                    .take(64)
+                    .collect();
                 return Err(err(
                     start,
                     format!(
-                        "cannot parse {:?} (expected NAME=value, NAME of letters, digits, _ and .)",
-                        pending.trim_end()
+                        "cannot parse the setting {:?} (expected NAME=value, NAME of letters, digits, _ and .)",
+                        name.trim()
                     ),
-                ))
+                ));
             }
         }
     }

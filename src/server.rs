@@ -386,6 +386,11 @@ impl Observer {
         self.shared.hub.active_channels()
     }
 
+    /// Whether `channel` has a publisher: claimed (still being admitted) or active.
+    pub fn has_publisher(&self, channel: &str) -> bool {
+        self.shared.hub.has_publisher(channel)
+    }
+
     /// Channels with a publisher (claimed or active) or waiting receivers.
     pub fn channel_entries(&self) -> usize {
         self.shared.hub.channel_entries()

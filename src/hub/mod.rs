@@ -477,6 +477,13 @@ impl Hub {
         broadcasts.iter().map(|s| s.cache_bytes()).sum()
     }
 
+    /// Whether `channel` is claimed by a publisher (active or still being admitted).
+    pub(crate) fn has_publisher(&self, channel: &str) -> bool {
+        self.channels()
+            .get(channel)
+            .is_some_and(|c| c.publisher.is_some())
+    }
+
     /// Number of map entries (channels with a publisher or waiting receivers).
     pub(crate) fn channel_entries(&self) -> usize {
         self.channels().len()

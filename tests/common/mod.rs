@@ -340,6 +340,22 @@ impl Server {
         }
     }
 
+    /// Waits until `channel` has no publisher, not even one still being
+    /// admitted (in-process only): a publisher dropped right after its
+    /// upgrade may not have started its session yet.
+    pub async fn wait_channel_free(&self, channel: &str) {
+        let Backend::InProcess { observer, .. } = &self.backend else {
+            panic!("wait_channel_free needs an in-process server");
+        };
+        let deadline = tokio::time::Instant::now() + STEP;
+        while observer.has_publisher(channel) {
+            if tokio::time::Instant::now() > deadline {
+                panic!("{channel} still has a publisher");
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     /// Streaming connections `ip` holds against the per-IP limit (in-process only).
     pub fn ip_slots(&self, ip: std::net::IpAddr) -> u32 {
         match &self.backend {

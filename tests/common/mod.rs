@@ -117,9 +117,19 @@ impl Server {
             drop(runtime);
             let _ = done_tx.send(());
         });
-        let ((addr, https, operator), observer) = ready_rx
+        let (addresses, observer) = ready_rx
             .recv_timeout(STEP)
             .expect("in-process server started");
+        Self::in_process(addresses, observer, stop, done, Some(thread))
+    }
+
+    fn in_process(
+        (addr, https, operator): (SocketAddr, Option<SocketAddr>, Option<SocketAddr>),
+        observer: Observer,
+        stop: oneshot::Sender<()>,
+        done: oneshot::Receiver<()>,
+        thread: Option<std::thread::JoinHandle<()>>,
+    ) -> Server {
         Server {
             addr,
             https,
@@ -128,7 +138,7 @@ impl Server {
                 observer,
                 stop: Some(stop),
                 done: Some(done),
-                thread: Some(thread),
+                thread,
             },
         }
     }
@@ -138,7 +148,7 @@ impl Server {
         let config = config("127.0.0.1", vars);
         let server = ws_stream_server::Server::new(config.clone()).expect("server starts");
         let listeners = Listeners::bind(&config).await.expect("bind");
-        let (addr, https, operator) = addresses(&listeners);
+        let addresses = addresses(&listeners);
         let observer = server.observer();
         let (stop, stopped) = oneshot::channel::<()>();
         let (done_tx, done) = oneshot::channel::<()>();
@@ -150,17 +160,7 @@ impl Server {
                 .await;
             let _ = done_tx.send(());
         });
-        Server {
-            addr,
-            https,
-            operator,
-            backend: Backend::InProcess {
-                observer,
-                stop: Some(stop),
-                done: Some(done),
-                thread: None,
-            },
-        }
+        Self::in_process(addresses, observer, stop, done, None)
     }
 
     /// The real binary with a clean environment plus `vars`, on 127.0.0.1:0; its

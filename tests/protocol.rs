@@ -123,3 +123,55 @@ async fn valid_close_frames_are_answered_normally() {
         assert!(receiver.ends().await);
     }
 }
+
+/// A text message that is not UTF-8, whole or split over fragments (RFC 6455 §8.1).
+fn bad_texts() -> Vec<(&'static str, Vec<u8>)> {
+    let mask = Some([9, 8, 7, 6]);
+    let mut split = frame(TEXT, mask, b"ok \xe2\x82");
+    split.extend(frame(0x80, mask, b"\xff end"));
+    vec![
+        ("one frame", masked(TEXT, b"bad \xff\xfe")),
+        ("fragments", split),
+    ]
+}
+
+#[tokio::test]
+async fn text_messages_that_are_not_utf8_are_answered_1007_on_every_input_path() {
+    let server = Server::start(VARS);
+    for (i, (what, wire)) in bad_texts().into_iter().enumerate() {
+        let mut publisher = RawWs::connect(server.addr, &format!("/u{i}/k/publish")).await;
+        publisher.send(&wire).await;
+        assert_eq!(
+            publisher.read_close().await,
+            Some(1007),
+            "publisher, {what}"
+        );
+
+        let mut trickle = RawWs::connect(server.addr, &format!("/ut{i}/k/receive")).await;
+        trickle.send(&wire).await;
+        assert_eq!(trickle.read_close().await, Some(1007), "receiver, {what}");
+
+        let mut parsed = parser_receiver(&server, &format!("/up{i}/k/receive")).await;
+        parsed.send(&wire).await;
+        assert_eq!(
+            parsed.read_close().await,
+            Some(1007),
+            "parser receiver, {what}"
+        );
+    }
+    // A character split over two fragments is fine: the connection stays and
+    // answers a ping.
+    let mask = Some([1, 2, 3, 4]);
+    let mut wire = frame(TEXT, mask, "ok \u{20ac}".as_bytes().split_at(5).0);
+    wire.extend(frame(0x80, mask, "ok \u{20ac}".as_bytes().split_at(5).1));
+    wire.extend(masked(0x9, b"still here"));
+    let mut receiver = RawWs::connect(server.addr, "/uok/k/receive").await;
+    receiver.send(&wire).await;
+    loop {
+        let f = receiver.read_frame().await.expect("a pong, not an end");
+        if f.opcode() == 0xA {
+            break;
+        }
+        assert_eq!(f.opcode(), TEXT, "only heartbeats before the pong");
+    }
+}

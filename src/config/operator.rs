@@ -56,13 +56,25 @@ impl fmt::Debug for AuthSettings {
     }
 }
 
-/// A URL with any password replaced by `***`.
+/// A URL fit for a log line or `--check-config`: its password and the value
+/// of every query parameter (where tokens usually travel) replaced by `***`.
 pub(crate) fn mask(url: &url::Url) -> String {
     let mut u = url.clone();
     if u.password().is_some() {
         let _ = u.set_password(Some("***"));
     }
+    if u.query().is_some() {
+        let names: Vec<String> = u.query_pairs().map(|(name, _)| name.into_owned()).collect();
+        u.query_pairs_mut()
+            .clear()
+            .extend_pairs(names.iter().map(|name| (name.as_str(), "***")));
+    }
     u.to_string()
+}
+
+/// [`mask`] for a URL kept as text; text that is not a URL is shown as is.
+pub(crate) fn mask_str(url: &str) -> String {
+    url::Url::parse(url).map_or_else(|_| url.to_owned(), |u| mask(&u))
 }
 
 /// An `http://` or `https://` URL with a host.

@@ -244,17 +244,6 @@ fn yes_no(b: bool) -> String {
     if b { "YES" } else { "NO" }.to_owned()
 }
 
-/// A URL with any password in it replaced by [`MASK`].
-fn mask_url(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some(MASK));
-            u.to_string()
-        }
-        _ => url.to_owned(),
-    }
-}
-
 /// The effective value of every variable in [`VARS`] order, as the server will
 /// use it (secrets masked). Settings that only matter with TLS or a
 /// coordinator say so when those are off.
@@ -279,7 +268,7 @@ pub fn effective(config: &Config) -> Vec<(&'static str, String)> {
                 t.check_reload
                     .map_or_else(|| "0 (off)".to_owned(), |d| d.as_secs().to_string())
             }),
-            ENV_CONTROL_BASE_URL => control.map_or_else(|| unset(name), |c| mask_url(&c.url)),
+            ENV_CONTROL_BASE_URL => control.map_or_else(|| unset(name), |c| mask_str(&c.url)),
             ENV_CONTROL_SECRET => match control {
                 None => no_control(),
                 Some(c) if c.secret.is_empty() => unset(name),

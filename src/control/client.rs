@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::codec::{self, method, ControlMessage};
 use super::{jwt, redacted, Control};
-use crate::config::ControlSettings;
+use crate::config::{mask_str, ControlSettings};
 
 /// Time allowed for TCP, TLS and the WebSocket handshake of one dial.
 const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -38,7 +38,7 @@ pub(super) async fn run(control: Control, shutdown: CancellationToken) {
         match dialled {
             Ok(link) => {
                 control.dialled("connected");
-                tracing::info!(url = %control.inner.settings.url, "connected to the coordinator");
+                tracing::info!(url = %mask_str(&control.inner.settings.url), "connected to the coordinator");
                 let reason = serve(&control, link, &shutdown).await;
                 control.link_down();
                 tracing::warn!(reason, "control link down; dialling again");
@@ -53,7 +53,7 @@ pub(super) async fn run(control: Control, shutdown: CancellationToken) {
                 control.link_down();
                 control.dialled("failed");
                 let retry = control.inner.settings.retry_delay;
-                tracing::warn!(url = %control.inner.settings.url, error = %e, retry_seconds = retry.as_secs(), "cannot connect to the coordinator");
+                tracing::warn!(url = %mask_str(&control.inner.settings.url), error = %e, retry_seconds = retry.as_secs(), "cannot connect to the coordinator");
                 tokio::select! {
                     () = shutdown.cancelled() => return,
                     () = tokio::time::sleep(retry) => {}

@@ -22,7 +22,8 @@ const WAKE_EVERY: usize = 16;
 struct Partial {
     opcode: OpCode,
     len: usize,
-    /// Kept only for a publisher's binary messages.
+    /// Kept for a publisher's binary messages, and for text messages (small and
+    /// rare) to check that they are UTF-8.
     data: Option<BytesMut>,
 }
 
@@ -115,6 +116,8 @@ pub(super) async fn run(
                 tracing::debug!(target: "request", error = %e, "{} read ended", info.tag);
                 let close = if is_io(&e) {
                     Close::CLIENT_CLOSED
+                } else if matches!(e, WebSocketError::InvalidUTF8) {
+                    Close::INVALID_DATA
                 } else {
                     Close::PROTOCOL
                 };
@@ -141,7 +144,8 @@ pub(super) async fn run(
                 if partial.is_some() {
                     return signals.close(Close::PROTOCOL);
                 }
-                let keep = frame.opcode == OpCode::Binary && broadcast.is_some();
+                let keep = frame.opcode == OpCode::Text
+                    || (frame.opcode == OpCode::Binary && broadcast.is_some());
                 let mut message = Partial {
                     opcode: frame.opcode,
                     len: 0,
@@ -161,10 +165,13 @@ pub(super) async fn run(
                 }
             }
         }
-        let delivered = completes
-            && partial
-                .take()
-                .is_some_and(|message| deliver(message, broadcast.as_deref(), &mut stats, info));
+        let message = if completes { partial.take() } else { None };
+        if message.as_ref().is_some_and(|m| !m.is_text_ok()) {
+            tracing::debug!(target: "request", "{} text message is not UTF-8", info.tag);
+            return signals.close(Close::INVALID_DATA);
+        }
+        let delivered =
+            message.is_some_and(|message| deliver(message, broadcast.as_deref(), &mut stats, info));
         if delivered {
             unannounced += 1;
         } else if let (Some(broadcast), true) = (broadcast.as_deref(), unannounced > 0) {
@@ -215,6 +222,15 @@ impl Partial {
             }
         }
         true
+    }
+
+    /// False for a text message that is not UTF-8 (RFC 6455 §8.1).
+    fn is_text_ok(&self) -> bool {
+        self.opcode != OpCode::Text
+            || self
+                .data
+                .as_deref()
+                .is_none_or(|data| std::str::from_utf8(data).is_ok())
     }
 }
 

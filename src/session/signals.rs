@@ -38,6 +38,12 @@ impl Close {
         code: 1002,
         reason: "protocol error",
     };
+    /// RFC 6455 §7.4.1: data inconsistent with the message type (a text message
+    /// that is not UTF-8).
+    pub(crate) const INVALID_DATA: Close = Close {
+        code: 1007,
+        reason: "invalid UTF-8",
+    };
     pub(crate) const LAGGING: Close = Close {
         code: 1008,
         reason: "receiver too slow",

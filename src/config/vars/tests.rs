@@ -120,13 +120,24 @@ fn secrets_are_masked() {
     assert!(find(ENV_CONTROL_SECRET).is_some_and(|v| v.secret));
     let mut env = ALL_ON.to_vec();
     env.retain(|(k, _)| *k != ENV_CONTROL_BASE_URL);
-    env.push((ENV_CONTROL_BASE_URL, "wss://user:pa55word@127.0.0.1:9/x"));
+    env.retain(|(k, _)| *k != ENV_AUTH_HTTP_URL && *k != ENV_EVENT_WEBHOOK_URL);
+    env.push((
+        ENV_CONTROL_BASE_URL,
+        "wss://user:pa55word@127.0.0.1:9/x?token=t0ken1",
+    ));
+    env.push((ENV_AUTH_HTTP_URL, "http://127.0.0.1:9/auth?key=t0ken2&v=1"));
+    env.push((
+        ENV_EVENT_WEBHOOK_URL,
+        "http://u:pa55word@127.0.0.1:9/hook?sig=t0ken3",
+    ));
     for v in VARS.iter().filter(|v| v.secret) {
         env.push((v.name, "s3cr3t-value"));
     }
     let text = format!("{:?}", effective(&load(&env).config));
     assert!(!text.contains("s3cr3t-value"), "{text}");
     assert!(!text.contains("pa55word"), "{text}");
+    assert!(!text.contains("t0ken"), "{text}");
+    assert!(text.contains("/auth?key=***&v=***"), "{text}");
     assert!(text.contains(MASK), "{text}");
 }
 

@@ -1,13 +1,15 @@
 //! The server's own HTTP requests (the authorisation callback, the event
 //! webhook): one POST of a JSON body per connection, over TCP or TLS verified
-//! against the system's roots, with hyper's HTTP/1.1 client. The caller bounds
-//! each request in time; only the answer's status is read.
+//! against the system's roots, with hyper's HTTP/1.1 client. Credentials in the
+//! URL (`https://user:pass@host/…`) are sent as HTTP Basic authorisation. The
+//! caller bounds each request in time; only the answer's status is read.
 
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use base64::Engine as _;
 use bytes::Bytes;
-use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, USER_AGENT};
+use http::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HOST, USER_AGENT};
 use http::{Request, StatusCode};
 use http_body_util::Full;
 use hyper_util::rt::TokioIo;
@@ -101,8 +103,11 @@ fn request(url: &Url, body: Bytes) -> Result<Request<Full<Bytes>>, PostError> {
         (Some(h), None) => h.to_owned(),
         (None, _) => return Err(PostError::Url),
     };
-    Request::post(target)
-        .header(HOST, host)
+    let mut builder = Request::post(target).header(HOST, host);
+    if let Some(credentials) = basic_credentials(url) {
+        builder = builder.header(AUTHORIZATION, credentials);
+    }
+    builder
         .header(CONTENT_TYPE, "application/json")
         .header(CONTENT_LENGTH, body.len())
         .header(
@@ -111,6 +116,22 @@ fn request(url: &Url, body: Bytes) -> Result<Request<Full<Bytes>>, PostError> {
         )
         .body(Full::new(body))
         .map_err(|_| PostError::Url)
+}
+
+/// `Basic …` for a URL with a user name or a password (RFC 7617; the URL's
+/// percent-encoding undone first, as browsers and curl do).
+fn basic_credentials(url: &Url) -> Option<String> {
+    if url.username().is_empty() && url.password().is_none() {
+        return None;
+    }
+    let decode = |s: &str| percent_encoding::percent_decode_str(s).collect::<Vec<u8>>();
+    let mut pair = decode(url.username());
+    pair.push(b':');
+    pair.extend(decode(url.password().unwrap_or("")));
+    Some(format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(pair)
+    ))
 }
 
 async fn exchange<S>(io: S, request: Request<Full<Bytes>>) -> Result<StatusCode, PostError>

@@ -55,6 +55,7 @@ async fn callback_allows_on_2xx_denies_otherwise_with_the_exact_body() {
     assert_eq!(r.target, "/auth/check?site=1");
     assert_body(&r, "publish", "cam", "good-key");
     assert!(r.header("host").is_some_and(|h| h == hook.addr.to_string()));
+    assert_eq!(r.header("authorization"), None);
     drop(publisher);
     server.wait_channel_free("cam").await;
     assert!(is_refused(
@@ -81,6 +82,43 @@ async fn callback_allows_on_2xx_denies_otherwise_with_the_exact_body() {
         7.0
     );
     assert_eq!(server.metric("ws_stream_auth_duration_seconds_count"), 11.0);
+}
+
+#[tokio::test]
+async fn credentials_in_the_url_are_sent_as_basic_auth_never_in_the_target() {
+    let mut hook = Hook::start(Reply::Status(204)).await;
+    let url = format!("http://us%65r:p%40ss:w0rd@{}/auth", hook.addr);
+    let events = format!("http://hooks:s3cret@{}/events", hook.addr);
+    let server = Server::start(&[
+        ("AUTH_HTTP_URL", url.as_str()),
+        ("EVENT_WEBHOOK_URL", events.as_str()),
+    ]);
+    let _publisher = ws(&server.url("/cam/k/publish")).await;
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        let r = hook.recv().await;
+        assert!(!r.target.contains('@'), "{}", r.target);
+        assert!(r.header("host").is_some_and(|h| h == hook.addr.to_string()));
+        seen.push((
+            r.target.clone(),
+            r.header("authorization").map(str::to_owned),
+        ));
+    }
+    seen.sort();
+    // "user:p@ss:w0rd" and "hooks:s3cret", base64.
+    assert_eq!(
+        seen,
+        [
+            (
+                "/auth".to_owned(),
+                Some("Basic dXNlcjpwQHNzOncwcmQ=".to_owned())
+            ),
+            (
+                "/events".to_owned(),
+                Some("Basic aG9va3M6czNjcmV0".to_owned())
+            ),
+        ]
+    );
 }
 
 #[tokio::test]

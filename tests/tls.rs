@@ -8,6 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::hook::{Hook, Reply};
 use common::*;
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 use rustls::pki_types::{CertificateDer, ServerName};
@@ -53,6 +54,23 @@ impl Ca {
             .unwrap()
             .with_root_certificates(roots)
             .with_no_client_auth();
+        Arc::new(config)
+    }
+}
+
+impl Leaf {
+    fn server_config(&self) -> Arc<rustls::ServerConfig> {
+        let key = rustls::pki_types::PrivateKeyDer::try_from(
+            KeyPair::from_pem(&self.key_pem).unwrap().serialize_der(),
+        )
+        .unwrap();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![self.der.clone()], key)
+            .unwrap();
         Arc::new(config)
     }
 }
@@ -253,4 +271,71 @@ fn unusable_pairs_stop_the_server_at_start_up() {
     let (code, out) = run_to_exit(&[("SSL_CERT", &empty), ("SSL_KEY", &key), ("SSL_PORT", "0")]);
     assert_ne!(code, 0);
     assert!(out.contains("empty.pem"), "{out}");
+}
+
+/// The callback and the webhook over `https://`, verified against the system's
+/// roots: here a CA the process trusts through `SSL_CERT_FILE` (which the
+/// system-roots loader honours). An endpoint whose certificate that CA did
+/// not sign is refused: the callback denies, nothing is sent in clear.
+#[tokio::test(flavor = "multi_thread")]
+async fn https_callback_and_webhook_are_verified_against_the_system_roots() {
+    let ca = Ca::new();
+    let dir = tempfile::tempdir().unwrap();
+    let roots = dir.path().join("roots.pem");
+    std::fs::write(&roots, ca.issuer.pem()).unwrap();
+    let roots = roots.display().to_string();
+    let mut hook = Hook::start_tls(Reply::AllowKey("good"), ca.leaf().server_config()).await;
+    let auth = format!("https://127.0.0.1:{}/auth", hook.addr.port());
+    let events = format!("https://localhost:{}/events", hook.addr.port());
+    let mut server = Server::process(&[
+        ("SSL_CERT_FILE", roots.as_str()),
+        ("AUTH_HTTP_URL", auth.as_str()),
+        ("EVENT_WEBHOOK_URL", events.as_str()),
+    ]);
+    let publisher = ws(&server.url("/cam/good/publish")).await;
+    let mut targets = Vec::new();
+    while targets.len() < 2 {
+        let r = hook.recv().await;
+        targets.push(r.target);
+    }
+    targets.sort();
+    assert_eq!(targets, ["/auth", "/events"]);
+    drop(publisher);
+    server
+        .wait_metric("ws_stream_channels_active", |n| n == 0.0)
+        .await;
+    assert_eq!(
+        try_ws(&server.url("/cam/bad/publish"))
+            .await
+            .err()
+            .map(|e| e.0),
+        Some(403)
+    );
+    let _ = server.stop();
+
+    // Another CA's certificate: the TLS handshake fails, the request is denied.
+    let stranger = Ca::new();
+    let hook = Hook::start_tls(Reply::Status(200), stranger.leaf().server_config()).await;
+    let auth = format!("https://127.0.0.1:{}/auth", hook.addr.port());
+    let server = Server::process(&[
+        ("SSL_CERT_FILE", roots.as_str()),
+        ("AUTH_HTTP_URL", auth.as_str()),
+    ]);
+    assert_eq!(
+        try_ws(&server.url("/cam/good/publish"))
+            .await
+            .err()
+            .map(|e| e.0),
+        Some(403)
+    );
+    server
+        .wait_metric("ws_stream_auth_requests_total{outcome=\"error\"}", |n| {
+            n >= 1.0
+        })
+        .await;
+    assert_eq!(
+        hook.count(),
+        0,
+        "no request may reach an unverified endpoint"
+    );
 }

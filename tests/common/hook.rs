@@ -64,6 +64,15 @@ pub struct Hook {
 
 impl Hook {
     pub async fn start(reply: Reply) -> Hook {
+        Self::start_with(reply, None).await
+    }
+
+    /// The same endpoint behind TLS (`https://`), with this server configuration.
+    pub async fn start_tls(reply: Reply, tls: Arc<rustls::ServerConfig>) -> Hook {
+        Self::start_with(reply, Some(tokio_rustls::TlsAcceptor::from(tls))).await
+    }
+
+    async fn start_with(reply: Reply, tls: Option<tokio_rustls::TlsAcceptor>) -> Hook {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind hook");
         let addr = listener.local_addr().unwrap();
         let (tx, requests) = mpsc::unbounded_channel();
@@ -74,6 +83,7 @@ impl Hook {
         let task = tokio::spawn(async move {
             while let Ok((tcp, _)) = listener.accept().await {
                 let (tx, r, a, rel) = (tx.clone(), r.clone(), a.clone(), rel.clone());
+                let tls = tls.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |req: Request<Incoming>| {
                         let (tx, r, a, rel) = (tx.clone(), r.clone(), a.clone(), rel.clone());
@@ -106,9 +116,16 @@ impl Hook {
                             Ok::<_, Infallible>(response)
                         }
                     });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(tcp), service)
-                        .await;
+                    let http = hyper::server::conn::http1::Builder::new();
+                    let _ = match tls {
+                        None => http.serve_connection(TokioIo::new(tcp), service).await,
+                        Some(tls) => match tls.accept(tcp).await {
+                            Ok(stream) => {
+                                http.serve_connection(TokioIo::new(stream), service).await
+                            }
+                            Err(_) => return,
+                        },
+                    };
                 });
             }
         });

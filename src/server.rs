@@ -194,11 +194,15 @@ impl Server {
             .control
             .as_ref()
             .map(|c| c.spawn(control_stop.clone()));
+        // The webhook's senders outlive the sessions, to send their last events.
+        let events_stop = CancellationToken::new();
+        let senders = tokio_util::task::TaskTracker::new();
         if let Some(webhook) = &shared.webhook {
             for _ in 0..crate::webhook::SENDERS {
-                drain.spawn(webhook.clone().sender(drain.signal.clone()));
+                senders.spawn(webhook.clone().sender(events_stop.clone()));
             }
         }
+        senders.close();
         log_address("http", &listeners.plain);
         drain.spawn(accept(listeners.plain, shared.clone(), Role::Public(None)));
         if let (Some(listener), Some(tls)) = (listeners.tls, tls) {
@@ -227,9 +231,17 @@ impl Server {
             tracing::warn!("grace period over: connections still open are dropped");
         }
         control_stop.cancel();
+        events_stop.cancel();
+        let last = deadline.max(Instant::now() + CONTROL_LAST_WORDS);
         if let Some(task) = control_task {
-            let last = deadline.max(Instant::now() + CONTROL_LAST_WORDS);
             let _ = tokio::time::timeout_at(last, task).await;
+        }
+        if let Some(webhook) = &shared.webhook {
+            // Each sender is at most one short attempt from done once the queue is empty.
+            let _ = tokio::time::timeout_at(last, senders.wait()).await;
+            webhook.abandon();
+            let in_flight = last + crate::webhook::LAST_ATTEMPT_TIMEOUT;
+            let _ = tokio::time::timeout_at(in_flight, senders.wait()).await;
         }
         tracing::info!("stopped");
     }

@@ -1,9 +1,12 @@
 //! Event webhooks (`EVENT_WEBHOOK_URL`): `publish_start`, `publish_end` and
 //! `receiver_kicked`, POSTed as JSON. Never on a stream's path: [`Webhook::emit`]
 //! pushes onto a bounded queue (drop-oldest, counted) and returns; a few
-//! sender tasks on the server's drain deliver each event with retries and
-//! backoff. A webhook that is down costs only the `webhook_events` metric.
-//! Keys never appear in an event.
+//! sender tasks deliver each event with retries and backoff. At shutdown the
+//! senders outlive the drain's sessions, so their last events (`publish_end`
+//! with reason `shutdown`) are still sent, one short attempt each; what cannot
+//! be sent by then is counted as dropped, never lost silently. A webhook that
+//! is down costs only the `webhook_events` metric. Keys never appear in an
+//! event.
 
 use std::collections::VecDeque;
 use std::net::IpAddr;
@@ -28,8 +31,8 @@ const ATTEMPTS: u32 = 3;
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Wait before the second attempt; doubled for each later one.
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
-/// After shutdown began, how long an idle sender waits for the last events of the drain.
-const DRAIN_IDLE: Duration = Duration::from_millis(200);
+/// Time one attempt may take once the senders were told to stop.
+pub(crate) const LAST_ATTEMPT_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// Why a publisher's stream ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -137,24 +140,33 @@ impl Webhook {
             .pop_front()
     }
 
-    /// One sender: delivers events until shutdown, then what is left (one attempt each).
-    pub(crate) async fn sender(self: Arc<Self>, shutdown: CancellationToken) {
+    /// One sender: delivers events until `stop` (which the server fires once
+    /// every session has ended), then what is left, one short attempt each.
+    pub(crate) async fn sender(self: Arc<Self>, stop: CancellationToken) {
         loop {
             if let Some(event) = self.pop() {
-                self.deliver(&event, &shutdown).await;
+                self.deliver(&event, &stop).await;
                 continue;
             }
-            if shutdown.is_cancelled() {
-                // The drain's sessions end now: send their last events, then stop.
-                match tokio::time::timeout(DRAIN_IDLE, self.ready.notified()).await {
-                    Ok(()) => continue,
-                    Err(_) => return,
-                }
+            if stop.is_cancelled() {
+                return;
             }
             tokio::select! {
                 () = self.ready.notified() => {}
-                () = shutdown.cancelled() => {}
+                () = stop.cancelled() => {}
             }
+        }
+    }
+
+    /// Counts the events still queued when the senders' time is up as dropped.
+    pub(crate) fn abandon(&self) {
+        let left = std::mem::take(&mut *self.queue.lock().unwrap_or_else(PoisonError::into_inner));
+        if !left.is_empty() {
+            tracing::warn!(events = left.len(), "webhook events not sent before exit");
+            self.metrics
+                .webhook_events
+                .get_or_create(&OutcomeLabel { outcome: "dropped" })
+                .inc_by(left.len() as u64);
         }
     }
 
@@ -165,11 +177,20 @@ impl Webhook {
         };
         let mut backoff = FIRST_BACKOFF;
         for attempt in 1..=ATTEMPTS {
-            let sent = tokio::time::timeout(
-                ATTEMPT_TIMEOUT,
-                self.client.post_json(&self.url, body.clone()),
-            )
-            .await;
+            let limit = if shutdown.is_cancelled() {
+                LAST_ATTEMPT_TIMEOUT
+            } else {
+                ATTEMPT_TIMEOUT
+            };
+            let post = self.client.post_json(&self.url, body.clone());
+            tokio::pin!(post);
+            let sent = tokio::select! {
+                sent = tokio::time::timeout(limit, &mut post) => sent,
+                // Told to stop mid-attempt: this attempt gets the short bound from now.
+                () = shutdown.cancelled(), if limit == ATTEMPT_TIMEOUT => {
+                    tokio::time::timeout(LAST_ATTEMPT_TIMEOUT, &mut post).await
+                }
+            };
             let error = match sent {
                 Ok(Ok(status)) if status.is_success() => return self.count("sent"),
                 Ok(Ok(status)) => format!("status {status}"),

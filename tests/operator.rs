@@ -767,53 +767,44 @@ async fn webhook_reports_the_coordinators_kill() {
     );
 }
 
-/// Per-chunk latency (publisher send → receiver has it), in µs, sorted.
-async fn chunk_latencies(server: &Server, channel: &str) -> (Duration, Vec<u64>) {
-    let connect = Instant::now();
-    let mut publisher = ws(&server.url(&format!("/{channel}/{KEY}/publish"))).await;
-    let connected = connect.elapsed();
-    let mut receiver = ws(&server.url(&format!("/{channel}/{KEY}/receive"))).await;
-    server.wait_playing(1).await;
-    let mut latencies = Vec::new();
-    for seq in 0..200 {
-        let chunk = payload(seq, 4096);
-        let at = Instant::now();
-        send(&mut publisher, chunk.clone()).await;
-        assert_eq!(next_binary(&mut receiver).await, chunk);
-        latencies.push(at.elapsed().as_micros() as u64);
-    }
-    close(publisher).await;
-    latencies.sort_unstable();
-    (connected, latencies)
-}
-
+/// The webhook is never on a stream's path: with an endpoint that answers no
+/// request at all, a publisher is admitted, its chunks reach the receiver, it
+/// ends, and the next one starts, while every event it caused still hangs.
+/// (Had any of these waited for the webhook, the test would time out.)
 #[tokio::test]
 async fn a_hanging_webhook_delays_neither_publishing_nor_delivery() {
-    let baseline = Server::start(&[]);
-    let (connect_without, without) = chunk_latencies(&baseline, "base").await;
-    let hook = Hook::start(Reply::Delay(Duration::from_secs(10))).await;
+    let hook = Hook::start(Reply::Hang).await;
     let url = hook.url("/events");
-    let server = Server::start(&[("EVENT_WEBHOOK_URL", url.as_str())]);
-    let (connect_with, with) = chunk_latencies(&server, "hang").await;
+    let server = Server::start(&[
+        ("EVENT_WEBHOOK_URL", url.as_str()),
+        ("METRICS_ADDRESS", "127.0.0.1:0"),
+    ]);
+    let mut publisher = ws(&server.url(&format!("/hang/{KEY}/publish"))).await;
+    // publish_start is being sent and gets no answer.
     hook.wait_count(1).await;
-    let p = |v: &[u64], q: f64| v[((v.len() - 1) as f64 * q) as usize];
-    eprintln!(
-        "chunk latency µs without webhook p50 {} p99 {} | with a 10 s-hanging webhook p50 {} p99 {}; connect {:?} vs {:?}",
-        p(&without, 0.5), p(&without, 0.99), p(&with, 0.5), p(&with, 0.99), connect_without, connect_with
-    );
-    // Equal within noise: the webhook is never on the stream's path.
-    assert!(
-        p(&with, 0.5) <= p(&without, 0.5) * 2 + 1000,
-        "{} vs {}",
-        p(&with, 0.5),
-        p(&without, 0.5)
-    );
-    assert!(connect_with < Duration::from_secs(1), "{connect_with:?}");
-    // The publisher's end is not held up either: the next one starts at once.
-    let started = Instant::now();
+    let mut receiver = ws(&server.url(&format!("/hang/{KEY}/receive"))).await;
+    server.wait_playing(1).await;
+    for seq in 0..200 {
+        let chunk = payload(seq, 4096);
+        send(&mut publisher, chunk.clone()).await;
+        assert_eq!(next_binary(&mut receiver).await, chunk);
+    }
+    close(publisher).await;
+    assert_eq!(expect_close(&mut receiver).await, Some(1000));
+    server
+        .wait_metric("ws_stream_channels_active", |n| n == 0.0)
+        .await;
     let again = ws(&server.url(&format!("/hang/{KEY}/publish"))).await;
-    assert!(started.elapsed() < Duration::from_secs(1));
     drop(again);
+    // Nothing was answered: no event counted as sent or failed yet.
+    assert_eq!(
+        server.metric("ws_stream_webhook_events_total{outcome=\"sent\"}"),
+        0.0
+    );
+    assert_eq!(
+        server.metric("ws_stream_webhook_events_total{outcome=\"failed\"}"),
+        0.0
+    );
 }
 
 #[tokio::test]

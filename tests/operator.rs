@@ -132,19 +132,11 @@ async fn callback_timeout_slow_answer_and_refused_connection_deny() {
     let started = Instant::now();
     assert!(is_refused(&refused(&server.url("/a/k/publish")).await));
     let waited = started.elapsed();
-    assert!(
-        waited >= Duration::from_millis(950) && waited < Duration::from_secs(3),
-        "{waited:?}"
-    );
-    // Slow: an answer that would allow, but after the timeout.
+    assert!(waited >= Duration::from_millis(950), "{waited:?}");
+    // Slow: an answer that would allow, but after the timeout (the outcome
+    // counted below is the timeout, not the late answer).
     hook.set(Reply::Delay(Duration::from_secs(2)));
-    let started = Instant::now();
     assert!(is_refused(&refused(&server.url("/a/k/publish")).await));
-    assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "{:?}",
-        started.elapsed()
-    );
     assert_eq!(
         server.metric("ws_stream_auth_requests_total{outcome=\"timeout\"}"),
         2.0
@@ -155,9 +147,7 @@ async fn callback_timeout_slow_answer_and_refused_connection_deny() {
     let dead = format!("http://{}/auth", closed.local_addr().unwrap());
     drop(closed);
     let server = Server::start(&[("AUTH_HTTP_URL", dead.as_str())]);
-    let started = Instant::now();
     assert!(is_refused(&refused(&server.url("/a/k/publish")).await));
-    assert!(started.elapsed() < Duration::from_secs(2));
     assert_eq!(
         server.metric("ws_stream_auth_requests_total{outcome=\"error\"}"),
         1.0
@@ -261,13 +251,9 @@ async fn waiting_callbacks_are_bounded() {
         })
         .collect();
     hook.wait_count(2).await;
-    let started = Instant::now();
+    // Denied at once: the two in flight hang until released, so a wait for a
+    // slot would time out this request instead of counting it overloaded.
     assert!(is_refused(&refused(&server.url("/c/k/publish")).await));
-    assert!(
-        started.elapsed() < Duration::from_secs(1),
-        "{:?}",
-        started.elapsed()
-    );
     assert_eq!(
         server.metric("ws_stream_auth_requests_total{outcome=\"overloaded\"}"),
         1.0

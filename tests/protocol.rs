@@ -70,26 +70,38 @@ fn bad_closes() -> Vec<(&'static str, Vec<u8>)> {
 async fn bad_close_frames_are_answered_1002_on_every_input_path() {
     let server = Server::start(VARS);
     for (i, (what, wire)) in bad_closes().into_iter().enumerate() {
-        let mut publisher = RawWs::connect(server.addr, &format!("/bc{i}/k/publish")).await;
-        publisher.send(&wire).await;
-        assert_eq!(
-            publisher.read_close().await,
-            Some(1002),
-            "publisher, {what}"
-        );
-
-        let mut trickle = RawWs::connect(server.addr, &format!("/bt{i}/k/receive")).await;
-        trickle.send(&wire).await;
-        assert_eq!(trickle.read_close().await, Some(1002), "receiver, {what}");
-
-        let mut parsed = parser_receiver(&server, &format!("/bp{i}/k/receive")).await;
-        parsed.send(&wire).await;
-        assert_eq!(
-            parsed.read_close().await,
-            Some(1002),
-            "parser receiver, {what}"
-        );
+        assert_closes_on_every_path(&server, &format!("bc{i}"), &wire, 1002, what).await;
     }
+}
+
+/// Sends `wire` on each input path (a publisher, a trickle receiver, a parser
+/// receiver; channels named after `tag`) and expects a close with `code`.
+async fn assert_closes_on_every_path(
+    server: &Server,
+    tag: &str,
+    wire: &[u8],
+    code: u16,
+    what: &str,
+) {
+    let mut publisher = RawWs::connect(server.addr, &format!("/{tag}p/k/publish")).await;
+    publisher.send(wire).await;
+    assert_eq!(
+        publisher.read_close().await,
+        Some(code),
+        "publisher, {what}"
+    );
+
+    let mut trickle = RawWs::connect(server.addr, &format!("/{tag}t/k/receive")).await;
+    trickle.send(wire).await;
+    assert_eq!(trickle.read_close().await, Some(code), "receiver, {what}");
+
+    let mut parsed = parser_receiver(server, &format!("/{tag}r/k/receive")).await;
+    parsed.send(wire).await;
+    assert_eq!(
+        parsed.read_close().await,
+        Some(code),
+        "parser receiver, {what}"
+    );
 }
 
 #[tokio::test]
@@ -139,25 +151,7 @@ fn bad_texts() -> Vec<(&'static str, Vec<u8>)> {
 async fn text_messages_that_are_not_utf8_are_answered_1007_on_every_input_path() {
     let server = Server::start(VARS);
     for (i, (what, wire)) in bad_texts().into_iter().enumerate() {
-        let mut publisher = RawWs::connect(server.addr, &format!("/u{i}/k/publish")).await;
-        publisher.send(&wire).await;
-        assert_eq!(
-            publisher.read_close().await,
-            Some(1007),
-            "publisher, {what}"
-        );
-
-        let mut trickle = RawWs::connect(server.addr, &format!("/ut{i}/k/receive")).await;
-        trickle.send(&wire).await;
-        assert_eq!(trickle.read_close().await, Some(1007), "receiver, {what}");
-
-        let mut parsed = parser_receiver(&server, &format!("/up{i}/k/receive")).await;
-        parsed.send(&wire).await;
-        assert_eq!(
-            parsed.read_close().await,
-            Some(1007),
-            "parser receiver, {what}"
-        );
+        assert_closes_on_every_path(&server, &format!("u{i}"), &wire, 1007, what).await;
     }
     // A character split over two fragments is fine: the connection stays and
     // answers a ping.

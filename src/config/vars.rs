@@ -202,7 +202,7 @@ pub const VARS: &[Var] = &[
     var(
         ENV_AUTH_HTTP_URL,
         Unset("off"),
-        "`http(s)://` URL POSTed a JSON authorisation request before the upgrade; 2xx allows, else 403; `user:pass@` in it is sent as Basic auth",
+        "`http(s)://` URL asked (POST) before the upgrade; 2xx allows; `user:pass@` = Basic auth",
     ),
     var(
         ENV_AUTH_HTTP_KINDS,
@@ -222,7 +222,7 @@ pub const VARS: &[Var] = &[
     var(
         ENV_EVENT_WEBHOOK_URL,
         Unset("off"),
-        "`http://` or `https://` URL POSTed JSON events (`publish_start`, `publish_end`, `receiver_kicked`); `user:pass@` in it is sent as Basic auth",
+        "`http(s)://` URL POSTed events (`publish_start`, `publish_end`, `receiver_kicked`); `user:pass@` = Basic",
     ),
     Var {
         name: ENV_API_TOKEN,

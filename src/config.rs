@@ -39,6 +39,8 @@ pub const ENV_DISABLE_TEST_CLIENT: &str = "DISABLE_TEST_CLIENT";
 pub const ENV_HEARTBEAT_SECONDS: &str = "HEARTBEAT_SECONDS";
 pub const ENV_IDLE_TIMEOUT_SECONDS: &str = "IDLE_TIMEOUT_SECONDS";
 pub const ENV_RECEIVER_QUEUE_MB: &str = "RECEIVER_QUEUE_MB";
+pub const ENV_LAGGING_RECEIVERS: &str = "LAGGING_RECEIVERS";
+pub const ENV_INGEST_LEAD_MB: &str = "INGEST_LEAD_MB";
 pub const ENV_MAX_MESSAGE_SIZE_MB: &str = "MAX_MESSAGE_SIZE_MB";
 pub const ENV_MAX_CLIENT_MESSAGE_KB: &str = "MAX_CLIENT_MESSAGE_KB";
 pub const ENV_UPGRADE_TIMEOUT_SECONDS: &str = "UPGRADE_TIMEOUT_SECONDS";
@@ -84,6 +86,10 @@ pub struct Config {
     pub idle_timeout: Duration,
     /// How far (in bytes) a receiver may fall behind the live head before it is closed.
     pub receiver_queue_bytes: u64,
+    /// What becomes of a receiver over `receiver_queue_bytes`.
+    pub lagging_receivers: LaggingReceivers,
+    /// `INGEST_LEAD_MB` as set (0 = no ingest hold); see [`Config::ingest_lead_bytes`].
+    pub ingest_lead_mb: u64,
     /// Largest message a publisher may send.
     pub max_message_bytes: usize,
     /// Largest message a receiver or probe may send.
@@ -199,7 +205,32 @@ pub struct Loaded {
     pub warnings: Vec<String>,
 }
 
+/// What `LAGGING_RECEIVERS` asks for a receiver more than `RECEIVER_QUEUE_MB` behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LaggingReceivers {
+    /// Skip to the newest join point when the container is understood, else close.
+    #[default]
+    Skip,
+    /// Close with 1008 (the original's behaviour).
+    Close,
+}
+
+impl LaggingReceivers {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Skip => "skip",
+            Self::Close => "close",
+        }
+    }
+}
+
 impl Config {
+    /// The ingest lead in bytes: `INGEST_LEAD_MB`, at most half of `RECEIVER_QUEUE_MB`
+    /// (0 = no ingest hold).
+    pub fn ingest_lead_bytes(&self) -> u64 {
+        (self.ingest_lead_mb * MIB).min(self.receiver_queue_bytes / 2)
+    }
+
     /// Loads `.env` from the working directory (without overriding the real
     /// environment), then parses. A missing `.env` is normal; one that cannot
     /// be read or parsed completely is an error.
@@ -279,6 +310,16 @@ impl<F: Fn(&str) -> Option<String>> Parser<'_, F> {
             heartbeat: self.seconds(ENV_HEARTBEAT_SECONDS, 20),
             idle_timeout: self.seconds(ENV_IDLE_TIMEOUT_SECONDS, 60),
             receiver_queue_bytes: self.sized(ENV_RECEIVER_QUEUE_MB, 64, 1..=MAX_MB) * MIB,
+            lagging_receivers: self
+                .parse(ENV_LAGGING_RECEIVERS, "skip or close", |v| {
+                    match v.to_ascii_lowercase().as_str() {
+                        "skip" => Some(LaggingReceivers::Skip),
+                        "close" => Some(LaggingReceivers::Close),
+                        _ => None,
+                    }
+                })
+                .unwrap_or_default(),
+            ingest_lead_mb: self.sized(ENV_INGEST_LEAD_MB, 4, 0..=MAX_MB),
             max_message_bytes: to_usize(self.sized(ENV_MAX_MESSAGE_SIZE_MB, 64, 1..=4096) * MIB),
             max_client_message_bytes: to_usize(
                 self.sized(ENV_MAX_CLIENT_MESSAGE_KB, 64, 1..=1 << 20) << 10,

@@ -54,6 +54,10 @@ pub(crate) struct Metrics {
     pub(crate) chunks_out: Counter,
     pub(crate) bytes_out: Counter,
     pub(crate) receivers_kicked: Counter,
+    pub(crate) receivers_skipped: Counter,
+    pub(crate) skipped_bytes: Counter,
+    pub(crate) ingest_pauses: Counter,
+    pub(crate) ingest_paused_seconds: Counter<f64, AtomicU64>,
     pub(crate) publish_requests: Family<OutcomeLabel, Counter>,
     pub(crate) refused: Family<ReasonLabel, Counter>,
     pub(crate) tls_reloads: Family<OutcomeLabel, Counter>,
@@ -109,6 +113,27 @@ impl Metrics {
             "receivers_kicked",
             "Receivers closed for falling behind",
             self.receivers_kicked.clone(),
+        );
+        r.register(
+            "receivers_skipped",
+            "Receivers over their queue bound moved to the newest join point instead of being closed",
+            self.receivers_skipped.clone(),
+        );
+        r.register(
+            "skipped_bytes",
+            "Stream bytes skipped receivers never got",
+            self.skipped_bytes.clone(),
+        );
+        r.register(
+            "ingest_pauses",
+            "Times a publisher's reading paused because most of its receivers were over INGEST_LEAD_MB behind",
+            self.ingest_pauses.clone(),
+        );
+        r.register_with_unit(
+            "ingest_paused",
+            "Time publishers' reading was paused by the ingest hold",
+            prometheus_client::registry::Unit::Seconds,
+            self.ingest_paused_seconds.clone(),
         );
         r.register(
             "publish_requests",

@@ -64,8 +64,10 @@ impl Shared {
         let settings = HubSettings {
             cache_limit: config.gop_cache_bytes,
             receiver_queue_bytes: config.receiver_queue_bytes,
+            lagging: config.lagging_receivers,
+            ingest_lead_bytes: config.ingest_lead_bytes(),
         };
-        let hub = Hub::with_events(settings, webhook.clone());
+        let hub = Hub::with_events(settings, webhook.clone(), Some(metrics.clone()));
         let limiter = IpLimiter::new(
             config.max_ip_concurrent,
             config.concurrent_limit_whitelist.clone(),

@@ -152,7 +152,17 @@ pub const VARS: &[Var] = &[
     var(
         ENV_RECEIVER_QUEUE_MB,
         Value("64"),
-        "bytes a receiver may queue beyond the chunk it sends (chunk lengths + 16 each); more: close 1008",
+        "bytes a receiver may queue beyond the chunk it sends (lengths + 16 each); then LAGGING_RECEIVERS",
+    ),
+    var(
+        ENV_LAGGING_RECEIVERS,
+        Value("skip"),
+        "over RECEIVER_QUEUE_MB: `skip` to the newest join point (opaque stream: 1008) or `close` (1008)",
+    ),
+    var(
+        ENV_INGEST_LEAD_MB,
+        Value("4"),
+        "pause the publisher while most receivers are this far behind (≤ RECEIVER_QUEUE_MB/2; 0 = never)",
     ),
     var(
         ENV_MAX_MESSAGE_SIZE_MB,
@@ -292,6 +302,8 @@ pub fn effective(config: &Config) -> Vec<(&'static str, String)> {
             ENV_HEARTBEAT_SECONDS => config.heartbeat.as_secs().to_string(),
             ENV_IDLE_TIMEOUT_SECONDS => config.idle_timeout.as_secs().to_string(),
             ENV_RECEIVER_QUEUE_MB => (config.receiver_queue_bytes / MIB).to_string(),
+            ENV_LAGGING_RECEIVERS => config.lagging_receivers.as_str().to_owned(),
+            ENV_INGEST_LEAD_MB => config.ingest_lead_mb.to_string(),
             ENV_MAX_MESSAGE_SIZE_MB => (config.max_message_bytes >> 20).to_string(),
             ENV_MAX_CLIENT_MESSAGE_KB => (config.max_client_message_bytes >> 10).to_string(),
             ENV_UPGRADE_TIMEOUT_SECONDS => config.upgrade_timeout.as_secs().to_string(),

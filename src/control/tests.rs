@@ -1,12 +1,14 @@
 use std::time::Duration;
 
 use super::*;
-use crate::hub::HubSettings;
+use crate::hub::{HubSettings, LaggingReceivers};
 
 fn setup(timeout_secs: u64) -> (Control, Arc<Hub>) {
     let hub = Hub::new(HubSettings {
         cache_limit: 0,
         receiver_queue_bytes: 1 << 20,
+        lagging: LaggingReceivers::Skip,
+        ingest_lead_bytes: 0,
     });
     let settings = ControlSettings {
         url: "ws://127.0.0.1:1/ws/control/wss".into(),

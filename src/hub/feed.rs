@@ -1,11 +1,13 @@
 //! One receiver's view of a broadcast: its cache replay, then the live log from
-//! its cursor. Used by the receiver's writer task.
+//! its cursor. Used by the receiver's writer task. A receiver that falls out of
+//! its window skips to the newest join point or is closed ([`overload`]).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 
 use bytes::Bytes;
 
+use super::log::overload::{self, Skip, SkipHistory};
 use super::log::Start;
 use super::stats::{ReceiverStats, Who};
 use super::wake::WakeHandle;
@@ -31,6 +33,9 @@ pub(crate) struct Feed {
     stats: Arc<ReceiverStats>,
     /// Its lag was reported (once).
     kicked: bool,
+    /// A skip decided while a batch was being written, handed out next.
+    pending: Option<Skip>,
+    skips: SkipHistory,
 }
 
 fn sum(chunks: &[Bytes]) -> u64 {
@@ -40,6 +45,7 @@ fn sum(chunks: &[Bytes]) -> u64 {
 impl Drop for Feed {
     fn drop(&mut self) {
         self.broadcast.remove_receiver(self.stats_key());
+        self.broadcast.ingest().changed();
     }
 }
 
@@ -50,18 +56,33 @@ pub(crate) enum FeedEvent {
     Data,
     /// The publisher is gone (or the probe got its chunk) and everything was handed out.
     End,
+    /// Over its bound and it cannot skip: close it (1008).
     Lagged(Lagged),
 }
 
 impl Feed {
-    pub(super) fn new(broadcast: Arc<Broadcast>, start: Start, kind: Kind, who: Who) -> Self {
+    pub(super) fn new(
+        broadcast: Arc<Broadcast>,
+        start: Start,
+        position: u64,
+        kind: Kind,
+        who: Who,
+    ) -> Self {
         let probe = kind == Kind::Probe;
         let waiter = broadcast.register();
         let replay = sum(&start.replay);
-        let stats = Arc::new(ReceiverStats::new(who, kind, start.cursor, replay));
+        let stats = Arc::new(ReceiverStats::new(
+            who,
+            kind,
+            start.cursor,
+            position,
+            replay,
+        ));
         let feed = Self {
             stats,
             kicked: false,
+            pending: None,
+            skips: SkipHistory::default(),
             broadcast,
             replay: start.replay.into(),
             cursor: start.cursor,
@@ -79,9 +100,43 @@ impl Feed {
     fn kicked(&mut self, lagged: Lagged) -> Lagged {
         if !self.kicked {
             self.kicked = true;
+            self.stats.leave();
+            self.broadcast.ingest().changed();
             self.broadcast.kicked(&self.stats, lagged.behind_bytes);
         }
         lagged
+    }
+
+    /// Its skip from `cursor` (reported), or the lag that closes it.
+    fn plan_skip(&mut self, cursor: u64, lagged: Lagged) -> Result<Skip, Lagged> {
+        let mode = self.broadcast.lagging();
+        let now = tokio::time::Instant::now();
+        let skip = {
+            let log = self.broadcast.log();
+            overload::decide(&log, mode, &mut self.skips, cursor, lagged, now)?
+        };
+        self.broadcast
+            .skipped(&self.stats, lagged.behind_bytes, skip.skipped_bytes);
+        Ok(skip)
+    }
+
+    /// Hands out a skip: the rest of its group, media from the join point, then on from there.
+    fn apply_skip(&mut self, skip: Skip, out: &mut Vec<Bytes>) -> FeedEvent {
+        let before = out.len();
+        out.extend(skip.tail);
+        out.push(skip.media);
+        self.cursor = skip.cursor;
+        let position = self.broadcast.log().acc_of(self.cursor);
+        self.moved(position);
+        self.stats
+            .handed(sum(&out[before..]), Some(self.cursor), false);
+        FeedEvent::Data
+    }
+
+    /// Its cursor moved to accounted offset `position`.
+    fn moved(&self, position: u64) {
+        let before = self.stats.move_to(position);
+        self.broadcast.ingest().advanced(before, position);
     }
 
     /// Unique while the feed lives.
@@ -119,14 +174,26 @@ impl Feed {
                 self.waiter.changed(self.broadcast.wakers()).await;
                 continue;
             }
+            if let Some(skip) = self.pending.take() {
+                return self.apply_skip(skip, out);
+            }
             let before = out.len();
-            let read = self
-                .broadcast
-                .log()
-                .read(self.cursor, max, MAX_BATCH_BYTES, out);
+            let read = {
+                let log = self.broadcast.log();
+                log.read(self.cursor, max, MAX_BATCH_BYTES, out)
+                    .map(|cursor| (cursor, log.acc_of(cursor)))
+            };
             match read {
-                Err(lagged) => return FeedEvent::Lagged(self.kicked(lagged)),
-                Ok(cursor) => self.cursor = cursor,
+                Err(lagged) => {
+                    return match self.plan_skip(self.cursor, lagged) {
+                        Ok(skip) => self.apply_skip(skip, out),
+                        Err(lagged) => FeedEvent::Lagged(self.kicked(lagged)),
+                    };
+                }
+                Ok((cursor, position)) => {
+                    self.cursor = cursor;
+                    self.moved(position);
+                }
             }
             if out.len() > before {
                 let bytes = sum(&out[before..]);
@@ -141,12 +208,24 @@ impl Feed {
         }
     }
 
-    /// Resolves when this receiver has fallen out of the lag window (cancel-safe).
+    /// Resolves when this receiver, being written to, has fallen out of the lag window
+    /// and is to be closed (cancel-safe). A receiver that may skip instead gets its skip
+    /// ready for the next batch; falling out again before it is handed out closes it.
     pub(crate) async fn lagged(&mut self) -> Lagged {
         loop {
-            let lag = self.broadcast.log().check_lag(self.cursor);
+            let cursor = self.pending.as_ref().map_or(self.cursor, |s| s.cursor);
+            let lag = self.broadcast.log().check_lag(cursor);
             if let Err(lagged) = lag {
-                return self.kicked(lagged);
+                if self.pending.is_some() {
+                    return self.kicked(lagged.because("skipped again within a minute"));
+                }
+                match self.plan_skip(cursor, lagged) {
+                    Ok(skip) => {
+                        self.pending = Some(skip);
+                        continue;
+                    }
+                    Err(lagged) => return self.kicked(lagged),
+                }
             }
             self.waiter.changed(self.broadcast.wakers()).await;
         }
@@ -154,8 +233,13 @@ impl Feed {
 
     /// Moves past chunks without a join point; true once the init and a join point's media are out.
     fn skip_to_join(&mut self, out: &mut Vec<Bytes>) -> bool {
-        let (cursor, media) = self.broadcast.log().next_join(self.cursor);
+        let (cursor, media, position) = {
+            let log = self.broadcast.log();
+            let (cursor, media) = log.next_join(self.cursor);
+            (cursor, media, log.acc_of(cursor))
+        };
         self.cursor = cursor;
+        self.moved(position);
         let (Some(media), Some(init)) = (media, self.await_join.take()) else {
             return false;
         };

@@ -9,7 +9,8 @@
 //! When the stream's container is understood (an init segment and join points
 //! are known), the cache is evicted a whole group at a time, and a receiver
 //! joining after an eviction gets the init segment then media from a join
-//! point. Pure data structure: no locks, no clocks, no I/O.
+//! point, and a receiver that falls out of the lag window may skip to the newest
+//! one ([`overload`]). Pure data structure: no locks, no clocks, no I/O.
 
 use std::collections::VecDeque;
 
@@ -49,6 +50,15 @@ pub(crate) struct MediaUpdate {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Lagged {
     pub behind_bytes: u64,
+    /// Why it is closed rather than skipped (for the log line).
+    pub cause: &'static str,
+}
+
+impl Lagged {
+    /// The same lag, closed for `cause`.
+    pub(crate) fn because(self, cause: &'static str) -> Self {
+        Self { cause, ..self }
+    }
 }
 
 /// Where a new receiver starts.
@@ -78,6 +88,8 @@ pub(crate) struct ChunkLog {
     init: Option<Bytes>,
     /// A `receive-clear-cache` took the history.
     cleared: bool,
+    /// Sequence numbers of the retained chunks that hold a join point, oldest first.
+    joins: VecDeque<u64>,
 }
 
 impl ChunkLog {
@@ -94,6 +106,7 @@ impl ChunkLog {
             receiver_queue_bytes,
             init: None,
             cleared: false,
+            joins: VecDeque::new(),
         }
     }
 
@@ -105,6 +118,21 @@ impl ChunkLog {
     #[cfg(test)]
     pub(crate) fn head_offset(&self) -> u64 {
         self.head_offset
+    }
+
+    /// Accounted bytes appended so far (the unit of the lag window).
+    pub(crate) fn head_acc(&self) -> u64 {
+        self.head_acc
+    }
+
+    /// Accounted offset of chunk `seq`'s start: a receiver there has been handed
+    /// everything before it (the head's offset for `seq` at or past the head).
+    pub(crate) fn acc_of(&self, seq: u64) -> u64 {
+        match self.entry(seq) {
+            Some(entry) => entry.acc,
+            None if seq < self.base_seq => self.entries.front().map_or(self.head_acc, |e| e.acc),
+            None => self.head_acc,
+        }
     }
 
     /// Appends a chunk with what the scanner found, then evicts and trims.
@@ -242,6 +270,7 @@ impl ChunkLog {
         if cursor < self.base_seq || behind > self.receiver_queue_bytes {
             Err(Lagged {
                 behind_bytes: behind,
+                cause: "over its queue bound",
             })
         } else {
             Ok(behind)
@@ -260,6 +289,10 @@ impl ChunkLog {
         let inside = usize::try_from(offset - entry.start).unwrap_or(usize::MAX);
         if entry.join.is_none() && inside < entry.bytes.len() {
             entry.join = Some(inside);
+            let seq = self.base_seq + (idx - 1) as u64;
+            if self.joins.back().is_none_or(|last| *last < seq) {
+                self.joins.push_back(seq);
+            }
         }
     }
 
@@ -345,15 +378,17 @@ impl ChunkLog {
         (from..to).filter_map(|seq| self.get(seq)).collect()
     }
 
-    /// Drops chunks that are neither cached nor within any non-lagging receiver's reach,
-    /// and the oldest ones beyond `MAX_LOG_CHUNKS` (cached or not).
+    /// Drops chunks that are neither cached nor within any non-lagging receiver's reach
+    /// (nor the rest of its group, see [`ChunkLog::finishes_a_group`]), and the oldest
+    /// ones beyond `MAX_LOG_CHUNKS` (cached or not).
     fn trim(&mut self) {
         while let Some(front) = self.entries.front() {
             let uncached = self.base_seq < self.cache_start_seq;
             let front_end = front.acc + front.bytes.len() as u64 + CHUNK_OVERHEAD;
             let out_of_window = self.head_acc - front_end > self.receiver_queue_bytes;
             let too_many = self.entries.len() > MAX_LOG_CHUNKS;
-            if !(too_many || uncached && out_of_window) {
+            let droppable = out_of_window && !self.finishes_a_group(front_end);
+            if !(too_many || uncached && droppable) {
                 break;
             }
             if !uncached {
@@ -361,9 +396,13 @@ impl ChunkLog {
             }
             self.entries.pop_front();
             self.base_seq += 1;
+            while self.joins.front().is_some_and(|seq| *seq < self.base_seq) {
+                self.joins.pop_front();
+            }
         }
     }
 }
 
+pub(crate) mod overload;
 #[cfg(test)]
 mod tests;

@@ -3,9 +3,11 @@
 //!
 //! A publisher appends chunks to its broadcast's [`ChunkLog`] under a short lock
 //! and wakes the receivers; every receiver's writer task reads from its own cursor.
-//! The publisher never waits for a receiver.
+//! The publisher never waits for any one receiver; it pauses reading only while
+//! most of them are behind ([`ingest`]).
 
 pub(crate) mod feed;
+pub(crate) mod ingest;
 pub(crate) mod log;
 pub(crate) mod stats;
 mod tracker;
@@ -21,6 +23,8 @@ use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 pub(crate) use self::feed::{Feed, FeedEvent};
+use self::ingest::IngestGate;
+pub(crate) use self::log::overload::LaggingReceivers;
 pub(crate) use self::log::{ChunkLog, Lagged};
 pub(crate) use self::stats::{PublisherStats, ReceiverStats, Stopper, Who};
 use self::tracker::MediaTracker;
@@ -61,6 +65,10 @@ impl Kind {
 pub(crate) struct HubSettings {
     pub cache_limit: u64,
     pub receiver_queue_bytes: u64,
+    /// What becomes of a receiver over `receiver_queue_bytes`.
+    pub lagging: LaggingReceivers,
+    /// Ingest pauses while most receivers are further behind than this (0 = never).
+    pub ingest_lead_bytes: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -85,6 +93,10 @@ pub(crate) struct Broadcast {
     events: Option<Arc<crate::webhook::Webhook>>,
     /// The receivers playing it, for the operator API (each removes itself when it ends).
     receivers: Mutex<HashMap<u64, Arc<ReceiverStats>>>,
+    ingest: IngestGate,
+    lagging: LaggingReceivers,
+    /// Where skips are counted (`None` in unit tests).
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 impl Broadcast {
@@ -92,9 +104,11 @@ impl Broadcast {
         settings: HubSettings,
         stats: Arc<PublisherStats>,
         events: Option<Arc<crate::webhook::Webhook>>,
+        metrics: Option<Arc<crate::metrics::Metrics>>,
     ) -> Self {
         stats.activate();
         Self {
+            metrics,
             stats,
             events,
             receivers: Mutex::new(HashMap::new()),
@@ -105,6 +119,80 @@ impl Broadcast {
             media: Mutex::new(MediaTracker::new()),
             wakers: Wakers::default(),
             ended: AtomicBool::new(false),
+            ingest: IngestGate::new(settings.ingest_lead_bytes),
+            lagging: settings.lagging,
+        }
+    }
+
+    pub(crate) fn ingest(&self) -> &IngestGate {
+        &self.ingest
+    }
+
+    pub(crate) fn lagging(&self) -> LaggingReceivers {
+        self.lagging
+    }
+
+    /// Waits while most live receivers are more than the ingest lead behind (see
+    /// [`ingest`]); returns how long it held the publisher, if it did.
+    pub(crate) async fn hold(&self) -> Option<std::time::Duration> {
+        let lead = self.ingest.lead();
+        if lead == 0 {
+            return None;
+        }
+        let mut since = None;
+        let mut snapshot = HashMap::new();
+        let mut deadline = tokio::time::Instant::now();
+        loop {
+            let notified = self.ingest.waker().notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if !self.majority_behind(lead) {
+                break;
+            }
+            if since.is_none() {
+                // Count again once receivers see the pause: none comes back unnoticed.
+                let now = tokio::time::Instant::now();
+                since = Some(now);
+                deadline = now + ingest::STALL;
+                snapshot = self.positions();
+                self.ingest.set_paused(true);
+                continue;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                self.mark_stalled(&snapshot, lead);
+                snapshot = self.positions();
+                deadline = tokio::time::Instant::now() + ingest::STALL;
+            }
+        }
+        self.ingest.set_paused(false);
+        since.map(|s| s.elapsed())
+    }
+
+    fn majority_behind(&self, lead: u64) -> bool {
+        let head = self.ingest.head();
+        let receivers = self.receiver_map();
+        let lags = receivers
+            .values()
+            .filter(|r| r.holds())
+            .map(|r| head.saturating_sub(r.position()));
+        ingest::majority_behind(lags, lead)
+    }
+
+    fn positions(&self) -> HashMap<u64, u64> {
+        let receivers = self.receiver_map();
+        receivers.iter().map(|(k, r)| (*k, r.position())).collect()
+    }
+
+    /// Receivers over the lead that took nothing since `snapshot` stop counting.
+    fn mark_stalled(&self, snapshot: &HashMap<u64, u64>, lead: u64) {
+        let head = self.ingest.head();
+        let receivers = self.receiver_map();
+        for (key, receiver) in receivers.iter() {
+            let position = receiver.position();
+            if head.saturating_sub(position) > lead && snapshot.get(key) == Some(&position) {
+                tracing::debug!(target: "request", channel = %self.stats.channel, id = receiver.who.id, "receiver stalled during an ingest hold; it no longer holds the publisher");
+                receiver.stall(position);
+            }
         }
     }
 
@@ -130,7 +218,9 @@ impl Broadcast {
         let init = update.init.as_ref().map(|i| i.len() as u64);
         self.stats.chunk(chunk.len() as u64);
         self.stats.media(container, init, update.failed);
-        self.log().push(chunk, update);
+        let mut log = self.log();
+        log.push(chunk, update);
+        self.ingest.set_head(log.head_acc());
     }
 
     /// The publisher's figures.
@@ -155,6 +245,15 @@ impl Broadcast {
 
     pub(crate) fn remove_receiver(&self, key: u64) {
         self.receiver_map().remove(&key);
+    }
+
+    /// Reports a receiver over its bound moved to the newest join point.
+    pub(crate) fn skipped(&self, receiver: &ReceiverStats, behind_bytes: u64, skipped_bytes: u64) {
+        if let Some(metrics) = &self.metrics {
+            metrics.receivers_skipped.inc();
+            metrics.skipped_bytes.inc_by(skipped_bytes);
+        }
+        tracing::info!(target: "request", channel = %self.stats.channel, session = receiver.who.id, behind_bytes, skipped_bytes, "receiver too slow: over its queue bound, skipped to the newest join point");
     }
 
     /// Reports a receiver closed for falling behind.
@@ -196,20 +295,21 @@ impl Broadcast {
 
     /// Starts a receiver of `kind` on this running broadcast (cache replay, then live).
     fn feed(self: &Arc<Self>, kind: Kind, who: Who) -> Feed {
-        let start = {
+        let (start, position) = {
             let mut log = self.log();
             let start = log.start(kind == Kind::Probe);
             if kind == Kind::ReceiveClearCache {
                 log.clear_history();
             }
-            start
+            let position = log.acc_of(start.cursor);
+            (start, position)
         };
-        Feed::new(self.clone(), start, kind, who)
+        Feed::new(self.clone(), start, position, kind, who)
     }
 
     /// Starts a receiver that was waiting before the broadcast's first chunk.
     fn feed_from_start(self: &Arc<Self>, kind: Kind, who: Who) -> Feed {
-        Feed::new(self.clone(), log::Start::default(), kind, who)
+        Feed::new(self.clone(), log::Start::default(), 0, kind, who)
     }
 
     /// Whether the publisher is gone (no chunk will follow).
@@ -232,6 +332,7 @@ pub(crate) struct Hub {
     settings: HubSettings,
     /// Where events go (`EVENT_WEBHOOK_URL`).
     events: Option<Arc<crate::webhook::Webhook>>,
+    metrics: Option<Arc<crate::metrics::Metrics>>,
     channels: Mutex<HashMap<String, Channel>>,
     next_id: std::sync::atomic::AtomicU64,
 }
@@ -266,17 +367,19 @@ struct Waiter {
 impl Hub {
     #[cfg(test)]
     pub(crate) fn new(settings: HubSettings) -> Arc<Self> {
-        Self::with_events(settings, None)
+        Self::with_events(settings, None, None)
     }
 
-    /// A hub whose receivers report being kicked to `events`.
+    /// A hub whose receivers report being kicked to `events` and count skips in `metrics`.
     pub(crate) fn with_events(
         settings: HubSettings,
         events: Option<Arc<crate::webhook::Webhook>>,
+        metrics: Option<Arc<crate::metrics::Metrics>>,
     ) -> Arc<Self> {
         Arc::new(Self {
             settings,
             events,
+            metrics,
             channels: Mutex::new(HashMap::new()),
             next_id: std::sync::atomic::AtomicU64::new(1),
         })
@@ -572,6 +675,7 @@ impl PublisherClaim {
             self.hub.settings,
             self.stats.clone(),
             self.hub.events.clone(),
+            self.hub.metrics.clone(),
         ));
         let mut channels = self.hub.channels();
         let Some(entry) = channels.get_mut(&self.channel) else {

@@ -4,7 +4,7 @@
 //! time. No lock is taken on the per-chunk path.
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
@@ -193,10 +193,16 @@ pub(crate) struct ReceiverStats {
     cursor: AtomicU64,
     /// Replay bytes not yet handed to its connection.
     replay_left: AtomicU64,
+    /// Accounted offset of its cursor in the log (for the ingest hold).
+    position: AtomicU64,
+    /// The position at which it was found stalled during an ingest hold (`u64::MAX`: never).
+    stalled_at: AtomicU64,
+    /// Still playing: not being closed for falling behind.
+    live: AtomicBool,
 }
 
 impl ReceiverStats {
-    pub(super) fn new(who: Who, kind: Kind, cursor: u64, replay: u64) -> Self {
+    pub(super) fn new(who: Who, kind: Kind, cursor: u64, position: u64, replay: u64) -> Self {
         Self {
             who,
             kind,
@@ -204,7 +210,35 @@ impl ReceiverStats {
             bytes_out: AtomicU64::new(0),
             cursor: AtomicU64::new(cursor),
             replay_left: AtomicU64::new(replay),
+            position: AtomicU64::new(position),
+            stalled_at: AtomicU64::new(u64::MAX),
+            live: AtomicBool::new(true),
         }
+    }
+
+    /// Moves its position; returns the previous one.
+    pub(super) fn move_to(&self, position: u64) -> u64 {
+        self.position.swap(position, SeqCst)
+    }
+
+    pub(super) fn position(&self) -> u64 {
+        self.position.load(SeqCst)
+    }
+
+    /// Whether it counts for the ingest hold: a live receiver (not a probe) that is not
+    /// stalled where it stands.
+    pub(super) fn holds(&self) -> bool {
+        self.kind != Kind::Probe
+            && self.live.load(Relaxed)
+            && self.stalled_at.load(Relaxed) != self.position()
+    }
+
+    pub(super) fn stall(&self, position: u64) {
+        self.stalled_at.store(position, Relaxed);
+    }
+
+    pub(super) fn leave(&self) {
+        self.live.store(false, Relaxed);
     }
 
     pub(super) fn handed(&self, bytes: u64, cursor: Option<u64>, from_replay: bool) {

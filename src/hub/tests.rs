@@ -6,6 +6,8 @@ fn hub(cache: u64) -> Arc<Hub> {
     Hub::new(HubSettings {
         cache_limit: cache,
         receiver_queue_bytes: 1 << 20,
+        lagging: LaggingReceivers::Skip,
+        ingest_lead_bytes: 0,
     })
 }
 

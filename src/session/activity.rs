@@ -27,7 +27,8 @@ impl Activity {
         }
     }
 
-    fn touch(&self) {
+    /// Counts now as activity.
+    pub(super) fn touch(&self) {
         let nanos = u64::try_from(self.base.elapsed().as_nanos()).unwrap_or(u64::MAX);
         self.last_nanos.store(nanos, Ordering::Relaxed);
     }

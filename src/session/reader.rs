@@ -89,12 +89,20 @@ pub(super) async fn run(
     let mut partial: Option<Partial> = None;
     let mut stats = Stats::new();
     let mut unannounced = 0usize;
+    let mut unannounced_bytes = 0u64;
+    // A burst ends early once it is half the ingest lead, so the hold is checked in time.
+    let burst_bytes = broadcast
+        .as_deref()
+        .map_or(u64::MAX, |b| match b.ingest().lead() {
+            0 => u64::MAX,
+            lead => lead / 2,
+        });
     loop {
         let next = activity.within_idle(input.frame(max_frame), limits.idle_timeout);
         tokio::pin!(next);
         // Receivers are woken once the publisher's socket has nothing more to read right
         // now (or after a few chunks): one wake-up and one write for a burst, no delay.
-        let first = if unannounced >= WAKE_EVERY {
+        let first = if unannounced >= WAKE_EVERY || unannounced_bytes >= burst_bytes {
             Poll::Pending
         } else {
             poll_fn(|cx| Poll::Ready(next.as_mut().poll(cx))).await
@@ -105,6 +113,8 @@ pub(super) async fn run(
                 if let (Some(broadcast), true) = (broadcast.as_deref(), unannounced > 0) {
                     broadcast.wake_receivers();
                     unannounced = 0;
+                    unannounced_bytes = 0;
+                    hold(broadcast, activity, info).await;
                 }
                 next.await
             }
@@ -171,13 +181,15 @@ pub(super) async fn run(
             return signals.close(Close::INVALID_DATA);
         }
         let delivered =
-            message.is_some_and(|message| deliver(message, broadcast.as_deref(), &mut stats, info));
-        if delivered {
+            message.and_then(|message| deliver(message, broadcast.as_deref(), &mut stats, info));
+        if let Some(len) = delivered {
             unannounced += 1;
+            unannounced_bytes += len as u64;
         } else if let (Some(broadcast), true) = (broadcast.as_deref(), unannounced > 0) {
             // Any other frame (ping, text, a fragment) announces what came before it.
             broadcast.wake_receivers();
             unannounced = 0;
+            unannounced_bytes = 0;
         }
     }
 }
@@ -234,23 +246,37 @@ impl Partial {
     }
 }
 
-/// Appends a publisher's binary message to its broadcast; true when a chunk was added.
+/// Appends a publisher's binary message to its broadcast; the chunk's length when one was added.
 fn deliver(
     message: Partial,
     broadcast: Option<&Broadcast>,
     stats: &mut Stats,
     info: &SessionInfo,
-) -> bool {
+) -> Option<usize> {
     let (Some(broadcast), Some(data), OpCode::Binary) = (broadcast, message.data, message.opcode)
     else {
-        return false;
+        return None;
     };
     let chunk: Bytes = data.freeze();
     stats.chunk(chunk.len(), info);
     info.metrics.chunks_in.inc();
     info.metrics.bytes_in.inc_by(chunk.len() as u64);
+    let len = chunk.len();
     broadcast.append(chunk);
-    true
+    Some(len)
+}
+
+/// Stops reading while most receivers are over the ingest lead (TCP then pushes back on
+/// the publisher); the pause is not the publisher's silence.
+async fn hold(broadcast: &Broadcast, activity: &Activity, info: &SessionInfo) {
+    if let Some(paused) = broadcast.hold().await {
+        activity.touch();
+        info.metrics.ingest_pauses.inc();
+        info.metrics
+            .ingest_paused_seconds
+            .inc_by(paused.as_secs_f64());
+        tracing::debug!(target: "request", paused_ms = paused.as_millis() as u64, "{} ingest held: most receivers behind", info.tag);
+    }
 }
 
 fn too_big(signals: &Signals, info: &SessionInfo) {

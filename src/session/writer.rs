@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use super::frames::{close_payload, write_frame, FrameWriter};
 use super::signals::{Close, Side, Signals};
 use super::{BoxWrite, Limits, SessionInfo};
-use crate::hub::{Feed, FeedEvent, InvalidKey, Subscription, WaitTicket};
+use crate::hub::{Feed, FeedEvent, InvalidKey, Lagged, Subscription, WaitTicket};
 use crate::metrics::Open;
 
 /// Text sent to a receiver whose key does not match the publisher's.
@@ -219,35 +219,31 @@ async fn feed_step<W: AsyncWrite + Unpin>(
         return Step::Continue;
     };
     match event {
-        FeedEvent::End => Step::Close(Close::END_OF_STREAM),
-        FeedEvent::Lagged(lagged) => kicked(
-            lagged.behind_bytes,
-            signals,
-            info,
-            Step::Close(Close::LAGGING),
-        ),
-        FeedEvent::Data => {
-            // Biased: a write that completes at once never pays for the lag check.
-            // An interrupted write keeps its batch: the frame in progress is finished.
-            tokio::select! {
-                biased;
-                result = frames.write_binary(w, batch) => {
-                    info.metrics.chunks_out.inc_by(batch.len() as u64);
-                    info.metrics.bytes_out.inc_by(batch.iter().map(|c| c.len() as u64).sum());
-                    batch.clear();
-                    io_step(result)
-                }
-                lagged = feed.lagged() => kicked(lagged.behind_bytes, signals, info, Step::Interrupted(Close::LAGGING)),
-                () = signals.closed(Side::Writer) => Step::Interrupted(signals.reason()),
-            }
+        FeedEvent::End => return Step::Close(Close::END_OF_STREAM),
+        FeedEvent::Lagged(lagged) => {
+            return kicked(lagged, signals, info, Step::Close(Close::LAGGING))
         }
+        FeedEvent::Data => {}
+    }
+    // Biased: a write that completes at once never pays for the lag check.
+    // An interrupted write keeps its batch: the frame in progress is finished.
+    tokio::select! {
+        biased;
+        result = frames.write_binary(w, batch) => {
+            info.metrics.chunks_out.inc_by(batch.len() as u64);
+            info.metrics.bytes_out.inc_by(batch.iter().map(|c| c.len() as u64).sum());
+            batch.clear();
+            io_step(result)
+        }
+        lagged = feed.lagged() => kicked(lagged, signals, info, Step::Interrupted(Close::LAGGING)),
+        () = signals.closed(Side::Writer) => Step::Interrupted(signals.reason()),
     }
 }
 
-fn kicked(behind: u64, signals: &Signals, info: &SessionInfo, step: Step) -> Step {
+fn kicked(lagged: Lagged, signals: &Signals, info: &SessionInfo, step: Step) -> Step {
     info.metrics.receivers_kicked.inc();
     signals.close(Close::LAGGING);
-    tracing::warn!(target: "request", channel = %info.channel, behind_bytes = behind, "{} receiver too slow: over its queue bound, closing", info.tag);
+    tracing::warn!(target: "request", channel = %info.channel, behind_bytes = lagged.behind_bytes, cause = lagged.cause, "{} receiver too slow: over its queue bound, closing", info.tag);
     step
 }
 

@@ -126,6 +126,12 @@ impl RawWs {
         self.pause = Some(pause);
     }
 
+    /// Back to reading at full speed.
+    pub fn fast(&mut self) {
+        self.read_size = 64 * 1024;
+        self.pause = None;
+    }
+
     pub async fn send(&mut self, bytes: &[u8]) {
         // The server may close before taking it all: what it answers is what is checked.
         let _ = tokio::time::timeout(STEP, self.stream.write_all(bytes)).await;

@@ -1,0 +1,152 @@
+//! The ingest hold: when the server itself cannot keep up, the publisher's reader
+//! stops reading its socket, so TCP pushes back on the publisher instead of every
+//! receiver falling out of its window together.
+//!
+//! The rule: ingest pauses while more than half of the live receivers (the lower
+//! median) are more than `INGEST_LEAD_MB` behind the head; a receiver alone is the
+//! majority. A minority of slow or stuck receivers never pauses it (they skip or are
+//! closed, see [`super::log::overload`]). A receiver over the lead that takes nothing
+//! during a whole [`STALL`] of a pause is stalled, not slow: it stops counting until
+//! it takes something again, so a stuck receiver costs the publisher one [`STALL`].
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+/// How long a pause waits for a receiver over the lead to take anything before it
+/// counts as stalled.
+pub(crate) const STALL: Duration = Duration::from_millis(500);
+
+/// Whether more than half of the receivers whose lags are given are over `lead`.
+pub(crate) fn majority_behind(lags: impl IntoIterator<Item = u64>, lead: u64) -> bool {
+    let (mut n, mut over) = (0usize, 0usize);
+    for lag in lags {
+        n += 1;
+        if lag > lead {
+            over += 1;
+        }
+    }
+    over * 2 > n
+}
+
+/// What a broadcast's receivers and its reader share for the hold.
+#[derive(Debug)]
+pub(crate) struct IngestGate {
+    /// Accounted bytes; 0 = never hold.
+    lead: u64,
+    /// The head's accounted offset, published after each append.
+    head: AtomicU64,
+    paused: AtomicBool,
+    wake: Notify,
+}
+
+impl IngestGate {
+    pub(crate) fn new(lead: u64) -> Self {
+        Self {
+            lead,
+            head: AtomicU64::new(0),
+            paused: AtomicBool::new(false),
+            wake: Notify::new(),
+        }
+    }
+
+    pub(crate) fn lead(&self) -> u64 {
+        self.lead
+    }
+
+    pub(crate) fn head(&self) -> u64 {
+        self.head.load(SeqCst)
+    }
+
+    pub(crate) fn set_head(&self, acc: u64) {
+        self.head.store(acc, SeqCst);
+    }
+
+    pub(crate) fn is_paused(&self) -> bool {
+        self.paused.load(SeqCst)
+    }
+
+    pub(crate) fn set_paused(&self, paused: bool) {
+        self.paused.store(paused, SeqCst);
+    }
+
+    /// A receiver moved from accounted offset `before` to `after`: wakes a paused reader
+    /// when it came back within the lead (the only change that can end a pause).
+    pub(crate) fn advanced(&self, before: u64, after: u64) {
+        if self.is_paused() {
+            let head = self.head();
+            if head.saturating_sub(before) > self.lead && head.saturating_sub(after) <= self.lead {
+                self.wake.notify_one();
+            }
+        }
+    }
+
+    /// The set of receivers changed (one left, or was closed): a paused reader counts again.
+    pub(crate) fn changed(&self) {
+        if self.is_paused() {
+            self.wake.notify_one();
+        }
+    }
+
+    pub(crate) fn waker(&self) -> &Notify {
+        &self.wake
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[test]
+    fn a_minority_never_holds_and_one_receiver_is_the_majority() {
+        let lead = 100;
+        assert!(!majority_behind([], lead));
+        assert!(majority_behind([101], lead));
+        assert!(!majority_behind([100], lead));
+        // Two stuck among three healthy: no hold; 50 healthy and 2 stuck: no hold.
+        assert!(!majority_behind([0, 0, 0, 9999, 9999], lead));
+        let mut lags = vec![10; 50];
+        lags.extend([1 << 30, 1 << 30]);
+        assert!(!majority_behind(lags, lead));
+        // Half is not more than half.
+        assert!(!majority_behind([0, 500], lead));
+        assert!(majority_behind([0, 500, 500], lead));
+    }
+
+    proptest! {
+        /// The rule is exactly "the lower median lag is over the lead".
+        #[test]
+        fn the_rule_is_the_lower_median(lags in prop::collection::vec(0u64..1000, 0..80), lead in 0u64..1000) {
+            let mut sorted = lags.clone();
+            sorted.sort_unstable();
+            let median_over = match sorted.len() {
+                0 => false,
+                n => sorted[(n - 1) / 2] > lead,
+            };
+            prop_assert_eq!(majority_behind(lags, lead), median_over);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_paused_reader_is_woken_only_by_a_receiver_coming_back_within_the_lead() {
+        let gate = IngestGate::new(100);
+        gate.set_head(1000);
+        gate.set_paused(true);
+        let waiter = gate.waker().notified();
+        tokio::pin!(waiter);
+        waiter.as_mut().enable();
+        gate.advanced(0, 500);
+        let early = std::future::poll_fn(|cx| {
+            std::task::Poll::Ready(std::future::Future::poll(waiter.as_mut(), cx).is_ready())
+        })
+        .await;
+        assert!(!early, "still 500 behind: no wake");
+        gate.advanced(500, 950);
+        tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .expect("woken when it came within the lead");
+    }
+}

@@ -6,6 +6,7 @@ fn hub(cache: u64) -> Arc<Hub> {
     Hub::new(HubSettings {
         cache_limit: cache,
         receiver_queue_bytes: 1 << 20,
+        pull: false,
     })
 }
 

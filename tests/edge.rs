@@ -405,6 +405,52 @@ async fn receive_clear_cache_and_probe_on_an_edge() {
     assert_eq!(edge.metric(PULLS_STARTED), 1.0);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_receiver_on_an_edge_slows_neither_the_upstream_nor_the_others() {
+    let origin = origin();
+    let edge = edge(&[&origin], &[("RECEIVER_QUEUE_MB", "1")]);
+    // Never read, with a small receive buffer: it falls behind at once.
+    let _stuck = raw::RawWs::connect_with(edge.addr, "/stuck/k/receive", Some(4096)).await;
+    let mut good = ws(&edge.url("/stuck/k/receive")).await;
+    edge.wait_waiting(2).await;
+    origin.wait_waiting(1).await;
+    let stream = chunks(2, 200);
+    let total: usize = stream.iter().map(Vec::len).sum();
+    let expected = stream.concat();
+    let mut publisher = ws(&origin.url("/stuck/k/publish")).await;
+    let sender = tokio::spawn(async move {
+        // Paced (about 15 MB/s) so that only the stuck receiver falls 1 MiB behind.
+        for chunk in stream {
+            send(&mut publisher, chunk).await;
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+        publisher
+    });
+    assert!(read_bytes(&mut good, total).await == expected);
+    let _publisher = sender.await.expect("publisher");
+    edge.wait_metric("ws_stream_receivers_kicked_total", |v| v == 1.0)
+        .await;
+    // The edge's upstream kept up: the origin never had to close it.
+    assert_eq!(origin.metric("ws_stream_receivers_kicked_total"), 0.0);
+    assert_eq!(edge.metric(UPSTREAMS_STREAMING), 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_over_the_edges_size_bound_counts_as_losing_the_origin() {
+    let origin = origin();
+    let edge = edge(&[&origin], &[("MAX_MESSAGE_SIZE_MB", "1")]);
+    let mut publisher = ws(&origin.url("/big/k/publish")).await;
+    send(&mut publisher, b"small".to_vec()).await;
+    let mut r = ws(&edge.url("/big/k/receive")).await;
+    assert_eq!(next_binary(&mut r).await, b"small");
+    send(&mut publisher, vec![7; (1 << 20) + 1]).await;
+    assert_eq!(close_of(&mut r).await, (Some(1011), "origin lost".into()));
+    assert_eq!(
+        edge.metric("ws_stream_edge_upstream_failures_total{reason=\"lost\"}"),
+        1.0
+    );
+}
+
 #[test]
 fn a_bad_origin_url_stops_the_start_naming_the_variable() {
     let (code, output) = run_to_exit(&[("ORIGIN_URLS", "ws://127.0.0.1:1,http://127.0.0.1:2")]);

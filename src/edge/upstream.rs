@@ -129,14 +129,10 @@ impl Upstream {
     /// The next message that matters; pings the origin meanwhile (cancel-safe).
     pub(super) async fn next(&mut self) -> Incoming {
         loop {
+            // The beat first: an origin that streams without pause must still hear
+            // from us, or its idle timeout would close this receiver.
             tokio::select! {
                 biased;
-                message = self.stream.next() => {
-                    if let Some(incoming) = self.take(message) {
-                        return incoming;
-                    }
-                }
-                () = sleep_until(self.last + self.idle) => return Incoming::End(Ended::Idle),
                 _ = self.beat.tick() => {
                     let ping = self.sink.send(Message::Ping(Bytes::new()));
                     match timeout(self.idle, ping).await {
@@ -145,6 +141,12 @@ impl Upstream {
                         Err(_) => return Incoming::End(Ended::Failed("ping not taken".to_owned())),
                     }
                 }
+                message = self.stream.next() => {
+                    if let Some(incoming) = self.take(message) {
+                        return incoming;
+                    }
+                }
+                () = sleep_until(self.last + self.idle) => return Incoming::End(Ended::Idle),
             }
         }
     }

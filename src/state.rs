@@ -94,7 +94,8 @@ impl Shared {
                 limits,
                 hub.clone(),
                 metrics.clone(),
-                drain.clone(),
+                drain.signal.clone(),
+                drain.tasks.clone(),
             )
         });
         Arc::new(Self {

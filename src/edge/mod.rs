@@ -15,7 +15,8 @@ use std::time::Duration;
 use crate::config::EdgeSettings;
 use crate::hub::{Hub, PublisherClaim};
 use crate::metrics::Metrics;
-use crate::state::Drain;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 /// Timers and bounds of every upstream connection.
 #[derive(Debug, Clone, Copy)]
@@ -35,7 +36,9 @@ pub(crate) struct Edge {
     limits: UpstreamLimits,
     hub: Arc<Hub>,
     metrics: Arc<Metrics>,
-    drain: Drain,
+    /// The server's shutdown signal, and the tracker the drain waits for.
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
 }
 
 impl Edge {
@@ -44,20 +47,22 @@ impl Edge {
         limits: UpstreamLimits,
         hub: Arc<Hub>,
         metrics: Arc<Metrics>,
-        drain: Drain,
+        shutdown: CancellationToken,
+        tasks: TaskTracker,
     ) -> Arc<Self> {
         Arc::new(Self {
             settings,
             limits,
             hub,
             metrics,
-            drain,
+            shutdown,
+            tasks,
         })
     }
 
     /// Starts the pull of `channel` that `claim` (made by the hub for a receiver with `key`) holds.
     pub(crate) fn start(self: &Arc<Self>, claim: PublisherClaim, channel: String, key: String) {
         let edge = self.clone();
-        self.drain.spawn(pull::run(edge, claim, channel, key));
+        self.tasks.spawn(pull::run(edge, claim, channel, key));
     }
 }

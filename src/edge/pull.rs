@@ -85,7 +85,7 @@ async fn pull(edge: &Edge, claim: &PublisherClaim, channel: &str, key: &str) -> 
     let mut check = interval(linger.tick());
     check.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let kill = claim.kill_token();
-    let shutdown = edge.drain.signal.clone();
+    let shutdown = edge.shutdown.clone();
     let mut attempts: FuturesUnordered<Attempt> = FuturesUnordered::new();
     for index in 0..edge.settings.origins.len() {
         attempts.push(try_origin(edge, index, channel, key, Duration::ZERO));
@@ -154,7 +154,7 @@ async fn stream(
     let mut check = interval(linger.tick());
     check.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let kill = claim.kill_token();
-    let shutdown = edge.drain.signal.clone();
+    let shutdown = edge.shutdown.clone();
     let mut unannounced = 0usize;
     loop {
         let ready = if unannounced < WAKE_EVERY {

@@ -5,7 +5,7 @@ mod common;
 
 use common::media::*;
 use common::*;
-use futures_util::StreamExt;
+use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 
 /// What every origin of these tests allows its edges (all on 127.0.0.1), as
@@ -449,6 +449,97 @@ async fn a_message_over_the_edges_size_bound_counts_as_losing_the_origin() {
         edge.metric("ws_stream_edge_upstream_failures_total{reason=\"lost\"}"),
         1.0
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_origin_shutting_down_is_lost_too() {
+    let mut origin = origin();
+    let edge = edge(&[&origin], &[]);
+    let mut publisher = ws(&origin.url("/bye/k/publish")).await;
+    send(&mut publisher, b"x".to_vec()).await;
+    let mut r = ws(&edge.url("/bye/k/receive")).await;
+    assert_eq!(next_binary(&mut r).await, b"x");
+    // SIGTERM: the origin closes its receivers (the edge's upstream) with 1001.
+    let stopper = std::thread::spawn(move || origin.stop());
+    assert_eq!(close_of(&mut r).await, (Some(1011), "origin lost".into()));
+    assert!(stopper.join().expect("stopped").success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_origin_gone_silent_is_lost_after_the_idle_timeout() {
+    // An origin that upgrades, sends one chunk, then neither sends nor reads
+    // (so it answers no ping either): a hung machine.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("ws://{}", listener.local_addr().expect("address"));
+    let hung = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.expect("accept");
+        let mut ws = tokio_tungstenite::accept_async(tcp).await.expect("upgrade");
+        ws.send(Message::Binary(b"only".to_vec().into()))
+            .await
+            .expect("send");
+        tokio::time::sleep(STEP * 2).await;
+        drop(ws);
+    });
+    let edge = Server::process(&[
+        ("ORIGIN_URLS", url.as_str()),
+        ("IDLE_TIMEOUT_SECONDS", "2"),
+        ("HEARTBEAT_SECONDS", "1"),
+    ]);
+    let r = ws(&edge.url("/hung/k/receive")).await;
+    // The local receiver keeps itself alive under the edge's short idle timeout.
+    let (mut tx, mut rx) = r.split();
+    let pinger = tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            if tx.send(Message::Ping(Vec::new().into())).await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut got = Vec::new();
+    let close = loop {
+        let message = tokio::time::timeout(STEP, rx.next())
+            .await
+            .expect("no close in time");
+        match message {
+            Some(Ok(Message::Binary(b))) => got.extend_from_slice(&b),
+            Some(Ok(Message::Close(frame))) => {
+                break frame.map(|f| (u16::from(f.code), f.reason.to_string()))
+            }
+            Some(Ok(_)) => continue,
+            other => panic!("expected the close, got {other:?}"),
+        }
+    };
+    assert_eq!(got, b"only");
+    assert_eq!(close, Some((1011, "origin lost".to_owned())));
+    assert_eq!(
+        edge.metric("ws_stream_edge_upstream_failures_total{reason=\"lost\"}"),
+        1.0
+    );
+    pinger.abort();
+    hung.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_kick_ends_a_pull() {
+    let origin = origin();
+    let edge = edge(&[&origin], &[("API_TOKEN", "secret")]);
+    let mut publisher = ws(&origin.url("/kicked/k/publish")).await;
+    send(&mut publisher, b"x".to_vec()).await;
+    let mut r = ws(&edge.url("/kicked/k/receive")).await;
+    assert_eq!(next_binary(&mut r).await, b"x");
+    let request = "POST /api/channels/kicked/kick HTTP/1.1\r\nHost: x\r\n\
+                   Authorization: Bearer secret\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+    let (status, _, body) = http(edge.metrics_addr(), request);
+    assert_eq!(status, 204, "{body}");
+    assert_eq!(expect_close(&mut r).await, Some(1000));
+    edge.wait_metric("ws_stream_edge_pulls_ended_total{reason=\"killed\"}", |v| {
+        v == 1.0
+    })
+    .await;
+    origin.wait_connections("receive", 0).await;
 }
 
 #[test]

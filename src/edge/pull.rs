@@ -45,8 +45,9 @@ impl End {
     }
 }
 
-/// Runs the pull of `channel` until it ends; a refused key hands the channel to
-/// the receivers still waiting with another key, if any.
+/// Runs the pull of `channel` until it ends. Receivers still waiting then (a
+/// refused key left those with another; a kick during the race left them all)
+/// start the next pull, with the first one's key.
 pub(super) async fn run(
     edge: Arc<Edge>,
     mut claim: PublisherClaim,
@@ -64,10 +65,12 @@ pub(super) async fn run(
             })
             .inc();
         tracing::info!(channel, reason = end.label(), "pull end");
-        if end != End::InvalidKey {
+        if end == End::Shutdown {
             return;
         }
-        claim.refuse_waiters(&key);
+        if end == End::InvalidKey {
+            claim.refuse_waiters(&key);
+        }
         drop(claim);
         let Some((next, next_key)) = edge.hub.pull_for_waiters(&channel) else {
             return;

@@ -233,6 +233,7 @@ async fn receive(req: &mut Request<Incoming>, a: Admitted<'_>) -> Result<Answer,
     callback(shared, &info, key).await?;
     let (response, upgrade) = upgrade(req)?;
     let hub = shared.hub.clone();
+    let edge = shared.edge.clone();
     let key = key.to_owned();
     let limits = limits(shared, info.kind);
     let upgrade_timeout = shared.config.upgrade_timeout;
@@ -240,7 +241,11 @@ async fn receive(req: &mut Request<Incoming>, a: Admitted<'_>) -> Result<Answer,
     shared.drain.spawn(async move {
         let _slot = slot;
         if let Some(io) = finish_upgrade(upgrade, upgrade_timeout, &info).await {
-            let subscription = hub.subscribe_as(&info.channel, &key, info.kind, who(&info));
+            let (subscription, pull) =
+                hub.subscribe_or_pull(&info.channel, &key, info.kind, who(&info));
+            if let (Some(claim), Some(edge)) = (pull, &edge) {
+                edge.start(claim, info.channel.clone(), key);
+            }
             session::run_receiver(io, info, subscription, limits, drain).await;
         }
     });

@@ -12,9 +12,11 @@ use std::time::Duration;
 use crate::access::AddrSet;
 
 mod dotenv;
+mod edge;
 mod operator;
 pub mod vars;
 
+pub use self::edge::*;
 pub use self::operator::*;
 
 pub const ENV_HTTP_PORT: &str = "HTTP_PORT";
@@ -98,6 +100,8 @@ pub struct Config {
     pub listen_backlog: u32,
     /// The authorisation callback, the event webhook and the API token.
     pub operator: OperatorSettings,
+    /// Pull channels without a local publisher from origins; `None` = off.
+    pub edge: Option<EdgeSettings>,
 }
 
 #[derive(Debug, Clone)]
@@ -296,6 +300,7 @@ impl<F: Fn(&str) -> Option<String>> Parser<'_, F> {
             listen_backlog: u32::try_from(self.sized(ENV_LISTEN_BACKLOG, 4096, 1..=65535))
                 .unwrap_or(4096),
             operator: self.operator(),
+            edge: self.edge(),
         }
     }
 

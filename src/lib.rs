@@ -11,7 +11,8 @@
 //! cursor. `config` reads the environment (and `.env`), `fdlimit` raises the
 //! open-files limit, `access` holds the whitelists and
 //! the per-IP limit, `control` is the optional coordinator link, `media`
-//! follows the container for late joiners, `metrics` is the registry.
+//! follows the container for late joiners, `metrics` is the registry, `edge`
+//! pulls channels without a local publisher from origin servers (`ORIGIN_URLS`).
 //! The wire protocol is stated in `docs/PROTOCOL.md`.
 
 mod access;
@@ -22,6 +23,7 @@ pub mod cli;
 mod clock;
 pub mod config;
 pub mod control;
+mod edge;
 pub mod fdlimit;
 mod front_door;
 mod http;

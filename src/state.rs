@@ -50,6 +50,8 @@ pub(crate) struct Shared {
     pub(crate) auth: Option<crate::auth::AuthHook>,
     /// The event webhook (`EVENT_WEBHOOK_URL`); `None` when not set.
     pub(crate) webhook: Option<Arc<crate::webhook::Webhook>>,
+    /// Pulls channels from origins (`ORIGIN_URLS`); `None` when not set.
+    pub(crate) edge: Option<Arc<crate::edge::Edge>>,
     next_session: AtomicU64,
 }
 
@@ -64,6 +66,7 @@ impl Shared {
         let settings = HubSettings {
             cache_limit: config.gop_cache_bytes,
             receiver_queue_bytes: config.receiver_queue_bytes,
+            pull: config.edge.is_some(),
         };
         let hub = Hub::with_events(settings, webhook.clone());
         let limiter = IpLimiter::new(
@@ -79,15 +82,32 @@ impl Shared {
             .auth
             .clone()
             .map(|settings| crate::auth::AuthHook::new(settings, metrics.clone()));
+        let drain = Drain::default();
+        let edge = config.edge.clone().map(|settings| {
+            let limits = crate::edge::UpstreamLimits {
+                heartbeat: config.heartbeat,
+                idle_timeout: config.idle_timeout,
+                max_message_bytes: config.max_message_bytes,
+            };
+            crate::edge::Edge::new(
+                settings,
+                limits,
+                hub.clone(),
+                metrics.clone(),
+                drain.signal.clone(),
+                drain.tasks.clone(),
+            )
+        });
         Arc::new(Self {
             config,
             hub,
             limiter,
             control,
             metrics,
-            drain: Drain::default(),
+            drain,
             auth,
             webhook,
+            edge,
             next_session: AtomicU64::new(1),
         })
     }

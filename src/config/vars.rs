@@ -230,6 +230,21 @@ pub const VARS: &[Var] = &[
         meaning: "bearer token `/api` on `METRICS_ADDRESS` requires; unset: GETs served, POSTs refused",
         secret: true,
     },
+    var(
+        ENV_ORIGIN_URLS,
+        Unset("off"),
+        "comma list of `ws://`/`wss://` origin servers; a channel without a local publisher is pulled from them",
+    ),
+    var(
+        ENV_EDGE_RETRY_SECONDS,
+        Value("2"),
+        "wait before an origin that refused or could not be reached is tried again",
+    ),
+    var(
+        ENV_EDGE_LINGER_SECONDS,
+        Value("10"),
+        "how long a pulled channel's upstream stays open after its last local receiver left; 0 = none",
+    ),
 ];
 
 /// The table entry of `name`.
@@ -254,6 +269,8 @@ pub fn effective(config: &Config) -> Vec<(&'static str, String)> {
     let control = config.control.as_ref();
     let no_auth = || "not used: no AUTH_HTTP_URL".to_owned();
     let auth = config.operator.auth.as_ref();
+    let no_edge = || "not used: no ORIGIN_URLS".to_owned();
+    let edge = config.edge.as_ref();
     let unset = |name: &str| find(name).map_or("—", |v| v.default.shown()).to_owned();
     let value = |name: &'static str| -> String {
         match name {
@@ -322,6 +339,11 @@ pub fn effective(config: &Config) -> Vec<(&'static str, String)> {
                 None => unset(name),
                 Some(_) => MASK.to_owned(),
             },
+            ENV_ORIGIN_URLS => edge.map_or_else(|| unset(name), EdgeSettings::shown),
+            ENV_EDGE_RETRY_SECONDS => edge.map_or_else(no_edge, |e| e.retry.as_secs().to_string()),
+            ENV_EDGE_LINGER_SECONDS => {
+                edge.map_or_else(no_edge, |e| e.linger.as_secs().to_string())
+            }
             // A name in the table without a rendering here fails the unit tests.
             _ => "?".to_owned(),
         }
@@ -339,6 +361,7 @@ pub fn parser_names() -> Vec<String> {
         (ENV_SSL_KEY, "key.pem"),
         (ENV_CONTROL_BASE_URL, "ws://127.0.0.1:9"),
         (ENV_AUTH_HTTP_URL, "http://127.0.0.1:9"),
+        (ENV_ORIGIN_URLS, "ws://127.0.0.1:9"),
     ];
     for env in [&[][..], on] {
         let _ = Config::from_lookup(|name| {

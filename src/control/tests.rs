@@ -7,6 +7,7 @@ fn setup(timeout_secs: u64) -> (Control, Arc<Hub>) {
     let hub = Hub::new(HubSettings {
         cache_limit: 0,
         receiver_queue_bytes: 1 << 20,
+        pull: false,
     });
     let settings = ControlSettings {
         url: "ws://127.0.0.1:1/ws/control/wss".into(),

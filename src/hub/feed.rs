@@ -50,6 +50,8 @@ pub(crate) enum FeedEvent {
     Data,
     /// The publisher is gone (or the probe got its chunk) and everything was handed out.
     End,
+    /// As `End`, but the pulled broadcast lost its origin.
+    Lost,
     Lagged(Lagged),
 }
 
@@ -114,7 +116,7 @@ impl Feed {
                     return FeedEvent::Data;
                 }
                 if ended {
-                    return FeedEvent::End;
+                    return self.end();
                 }
                 self.waiter.changed(self.broadcast.wakers()).await;
                 continue;
@@ -135,7 +137,7 @@ impl Feed {
                 return FeedEvent::Data;
             }
             if ended {
-                return FeedEvent::End;
+                return self.end();
             }
             self.waiter.changed(self.broadcast.wakers()).await;
         }
@@ -170,6 +172,14 @@ impl Feed {
         }
         self.consumed(1);
         true
+    }
+
+    fn end(&self) -> FeedEvent {
+        if self.broadcast.is_lost() {
+            FeedEvent::Lost
+        } else {
+            FeedEvent::End
+        }
     }
 
     fn consumed(&mut self, n: usize) {

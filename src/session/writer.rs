@@ -220,6 +220,7 @@ async fn feed_step<W: AsyncWrite + Unpin>(
     };
     match event {
         FeedEvent::End => Step::Close(Close::END_OF_STREAM),
+        FeedEvent::Lost => Step::Close(Close::ORIGIN_LOST),
         FeedEvent::Lagged(lagged) => kicked(
             lagged.behind_bytes,
             signals,

@@ -5,110 +5,10 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use common::media::*;
 use common::*;
-
-/// Runs a tool with `input` on stdin; returns (success, stdout, stderr).
-fn run_tool(tool: &str, args: &[&str], input: &[u8]) -> (bool, Vec<u8>, String) {
-    let mut child = Command::new(tool)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!("{tool} is required for this test (apt-get install ffmpeg): {e}")
-        });
-    let mut stdin = child.stdin.take().expect("stdin");
-    let input = input.to_vec();
-    let writer = std::thread::spawn(move || {
-        let _ = stdin.write_all(&input);
-    });
-    let out = child.wait_with_output().expect("tool output");
-    let _ = writer.join();
-    (
-        out.status.success(),
-        out.stdout,
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-/// Encodes `seconds` of test video/audio with ffmpeg to stdout.
-fn encode(seconds: u32, output: &[&str], video: bool) -> Vec<u8> {
-    let duration = seconds.to_string();
-    let mut args = vec!["-v", "error", "-nostdin"];
-    if video {
-        args.extend(["-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25"]);
-    }
-    args.extend([
-        "-f",
-        "lavfi",
-        "-i",
-        "sine=frequency=440:sample_rate=48000",
-        "-t",
-        &duration,
-    ]);
-    args.extend_from_slice(output);
-    args.push("-");
-    let (ok, out, err) = run_tool("ffmpeg", &args, &[]);
-    assert!(ok && !out.is_empty(), "ffmpeg failed: {err}");
-    out
-}
-
-/// ffmpeg's decode errors for a received stream (empty = clean).
-fn decode_errors(stream: &[u8]) -> String {
-    let (ok, _, err) = run_tool(
-        "ffmpeg",
-        &["-v", "error", "-nostdin", "-i", "-", "-f", "null", "-"],
-        stream,
-    );
-    if ok {
-        err
-    } else {
-        format!("ffmpeg failed: {err}")
-    }
-}
-
-/// Whether the first decoded video frame is a keyframe.
-fn first_frame_is_key(stream: &[u8]) -> bool {
-    let args = [
-        "-v",
-        "error",
-        "-select_streams",
-        "v:0",
-        "-show_entries",
-        "frame=key_frame",
-        "-read_intervals",
-        "%+#1",
-        "-of",
-        "csv=p=0",
-        "-i",
-        "-",
-    ];
-    let (_, out, _) = run_tool("ffprobe", &args, stream);
-    let text = String::from_utf8_lossy(&out);
-    let first = text.lines().map(str::trim).find(|l| !l.is_empty());
-    first.and_then(|l| l.split(',').next()) == Some("1")
-}
-
-/// Cuts `data` at pseudo-random offsets (1 B … 32 KiB).
-fn cut(data: &[u8], seed: u64) -> Vec<Vec<u8>> {
-    let mut chunks = Vec::new();
-    let mut at = 0;
-    let mut i = seed;
-    while at < data.len() {
-        let r = payload(i, 4);
-        let len = 1 + (u32::from_be_bytes([r[0], r[1], r[2], r[3]]) as usize % (32 * 1024));
-        let end = (at + len).min(data.len());
-        chunks.push(data[at..end].to_vec());
-        at = end;
-        i += 1;
-    }
-    chunks
-}
 
 /// Receives everything until the close.
 async fn collect(mut r: Ws) -> Vec<u8> {
@@ -209,27 +109,6 @@ async fn check_media(name: &str, media: Vec<u8>, video: bool) {
         rss_after < rss_before + 48 * 1024,
         "{name}: RSS {rss_before} -> {rss_after} KiB"
     );
-}
-
-/// 20 s of WebM video with `codec` + Opus, a keyframe every 1.6 s, about 5 MB.
-fn webm_video(codec: &str) -> Vec<u8> {
-    let args = [
-        "-c:v",
-        codec,
-        "-deadline",
-        "realtime",
-        "-cpu-used",
-        "8",
-        "-b:v",
-        "2M",
-        "-g",
-        "40",
-        "-c:a",
-        "libopus",
-        "-f",
-        "webm",
-    ];
-    encode(20, &args, true)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -22,6 +22,8 @@ use std::time::{Duration, Instant};
 
 pub mod coordinator;
 pub mod hook;
+pub mod http;
+pub mod media;
 pub mod raw;
 
 use futures_util::{SinkExt, StreamExt};

@@ -349,3 +349,29 @@ async fn a_reader_that_stops_reading_is_cut_and_the_others_play_on() {
     assert!(!all.ends_with(b"\r\n0\r\n\r\n"), "no last chunk");
     assert_eq!(server.metric("ws_stream_receivers_kicked_total"), 1.0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_authorisation_callback_decides_play_when_listed() {
+    use common::hook::{Hook, Reply};
+    let mut hook = Hook::start(Reply::AllowKey("good")).await;
+    let url = hook.url("/auth");
+    let server = Server::start(&[("AUTH_HTTP_URL", url.as_str()), ("AUTH_HTTP_KINDS", "play")]);
+    // The publisher is not asked (only `play` is listed).
+    let publisher = publishing(&server, "/c/good/publish", &[payload(1, 100)]).await;
+    let reader = client::get(server.addr, "/c/good/play").await;
+    assert_eq!(reader.status, 200);
+    let asked = hook.recv().await;
+    assert_eq!(
+        (&asked.body["action"], &asked.body["channel"]),
+        (&serde_json::json!("play"), &serde_json::json!("c"))
+    );
+    hook.set(Reply::Status(403));
+    let denied = client::get(server.addr, "/c/good/play").await;
+    assert_eq!(
+        (denied.status, denied.text().await.as_str()),
+        (403, "Invalid Key.")
+    );
+    assert_eq!(hook.count(), 2);
+    drop(reader);
+    close(publisher).await;
+}

@@ -63,6 +63,17 @@ struct Common {
     /// Skip the ceiling relay.
     #[arg(long, global = true)]
     no_ceiling: bool,
+    /// How the server's receivers read: WebSocket `receive`, HTTP `play`
+    /// (chunked body), or `both` (two sides of the same run, interleaved).
+    #[arg(long, global = true, value_enum, default_value_t = ReceiveKind::Receive)]
+    receive_kind: ReceiveKind,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ReceiveKind {
+    Receive,
+    Play,
+    Both,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -190,17 +201,24 @@ fn check_bounds(c: &Common, receivers: usize) -> Result<()> {
     Ok(())
 }
 
-async fn targets(c: &Common) -> Result<(Option<Target>, Option<Relay>)> {
-    let ours = match &c.target {
-        Some(url) => Some(target::server(url, c.allow_remote, c.server_pid).await?),
-        None => None,
-    };
+async fn targets(c: &Common) -> Result<(Vec<Target>, Option<Relay>)> {
+    let mut ours = Vec::new();
+    if let Some(url) = &c.target {
+        let kinds: &[bool] = match c.receive_kind {
+            ReceiveKind::Receive => &[false],
+            ReceiveKind::Play => &[true],
+            ReceiveKind::Both => &[false, true],
+        };
+        for &play in kinds {
+            ours.push(target::server(url, c.allow_remote, c.server_pid, play).await?);
+        }
+    }
     let relay = if c.no_ceiling {
         None
     } else {
         Some(Relay::start()?)
     };
-    if ours.is_none() && relay.is_none() {
+    if ours.is_empty() && relay.is_none() {
         bail!("nothing to measure: give --target or drop --no-ceiling");
     }
     Ok((ours, relay))
@@ -262,7 +280,7 @@ async fn run(cli: Cli) -> Result<u64> {
             load: l,
         } => {
             check_bounds(c, receivers + stuck)?;
-            let Some(t) = &ours else {
+            let Some(t) = ours.first() else {
                 bail!("slow needs --target")
             };
             scenario::slow(t, &load(c, l)?, *receivers, *stuck).await

@@ -20,7 +20,12 @@ pub(crate) struct Target {
 }
 
 /// Resolves a `ws://HOST:PORT` URL; refuses non-loopback hosts unless allowed.
-pub(crate) async fn server(url: &str, allow_remote: bool, pid: Option<u32>) -> Result<Target> {
+pub(crate) async fn server(
+    url: &str,
+    allow_remote: bool,
+    pid: Option<u32>,
+    play: bool,
+) -> Result<Target> {
     let parsed = url::Url::parse(url).with_context(|| format!("invalid --target {url:?}"))?;
     if parsed.scheme() != "ws" {
         bail!("--target must be a ws:// URL (wss is not supported)");
@@ -44,11 +49,12 @@ pub(crate) async fn server(url: &str, allow_remote: bool, pid: Option<u32>) -> R
         bail!("--target {url} is not a loopback address; pass --allow-remote to measure it");
     }
     Ok(Target {
-        name: "ours",
+        name: if play { "ours-play" } else { "ours" },
         endpoint: Endpoint {
             addr,
             host: format!("{host}:{port}"),
             masked: true,
+            play,
         },
         proc: pid.map(Proc::pid),
     })
@@ -95,6 +101,7 @@ impl Relay {
                     addr,
                     host: addr.to_string(),
                     masked: false,
+                    play: false,
                 },
                 proc: Some(Proc::pid(pid)),
             },

@@ -115,7 +115,15 @@ pub(crate) async fn connect_many(
         let (ep, gate) = (ep.clone(), gate.clone());
         set.spawn(async move {
             let _permit = gate.acquire_owned().await?;
-            let s = tokio::time::timeout(CONNECT_TIMEOUT, client::connect(&ep, &p, rcvbuf))
+            let receiver = ep.play && !p.ends_with("/publish");
+            let connect = async {
+                if receiver {
+                    client::request_play(&ep, &p, rcvbuf).await
+                } else {
+                    client::connect(&ep, &p, rcvbuf).await
+                }
+            };
+            let s = tokio::time::timeout(CONNECT_TIMEOUT, connect)
                 .await
                 .context("connect timed out")??;
             Ok::<_, anyhow::Error>((i, s))
@@ -149,19 +157,25 @@ pub(crate) async fn run(ep: &Endpoint, plan: &Plan, server: Option<&Proc>) -> Re
         masked: ep.masked,
     });
     let guard = shared.stop.clone().drop_guard();
-    let healthy_paths = (0..m * k)
-        .map(|i| path(plan, i / k.max(1), "receive"))
-        .collect();
+    let kind = if ep.play { "play" } else { "receive" };
+    let healthy_paths = (0..m * k).map(|i| path(plan, i / k.max(1), kind)).collect();
     let healthy = connect_many(ep, healthy_paths, None).await?;
     let stuck_paths = (0..m * plan.stuck)
-        .map(|i| path(plan, i / plan.stuck.max(1), "receive"))
+        .map(|i| path(plan, i / plan.stuck.max(1), kind))
         .collect();
     let stuck = connect_many(ep, stuck_paths, Some(16 * 1024)).await?;
     let mut receivers = JoinSet::new();
     for (i, s) in healthy.into_iter().enumerate() {
-        receivers.spawn(receiver::healthy(s, shared.clone(), i));
+        if ep.play {
+            receivers.spawn(receiver::healthy_play(s, shared.clone(), i));
+        } else {
+            receivers.spawn(receiver::healthy(s, shared.clone(), i));
+        }
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Play requests were only sent: give the server time to register them
+    // all as waiting, so that each gets the stream from its first chunk.
+    let settle = if ep.play { 1000 } else { 200 };
+    tokio::time::sleep(Duration::from_millis(settle)).await;
     let pubs = connect_many(ep, (0..m).map(|c| path(plan, c, "publish")).collect(), None).await?;
     let (server_before, tool_before) = (server.and_then(Proc::sample), Proc::this().sample());
     let start = Instant::now();
@@ -171,7 +185,7 @@ pub(crate) async fn run(ep: &Endpoint, plan: &Plan, server: Option<&Proc>) -> Re
     }
     wait_for_end(&shared, &mut receivers, plan).await;
     let (server_after, tool_after) = (server.and_then(Proc::sample), Proc::this().sample());
-    let stuck_ends = receiver::drain_stuck(stuck, shared.plan.chunk).await;
+    let stuck_ends = receiver::drain_stuck(stuck, shared.plan.chunk, ep.play).await;
     drop(guard);
     let mut out = Outcome {
         server: procstat::usage(server_before, server_after),

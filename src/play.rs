@@ -7,15 +7,15 @@
 //! WebSocket writer uses, and hands hyper every chunk available at each poll as
 //! one frame ([`Batch`]); hyper writes it with the chunk-size line around it in
 //! vectored writes, chunks never copied. A reader out of the lag window
-//! (`RECEIVER_QUEUE_MB`) is cut: by the body when polled, by a watcher while
-//! hyper is stuck writing to it.
+//! (`RECEIVER_QUEUE_MB`) is cut: by the body when polled, by the server's one
+//! lag sweeper while hyper is stuck writing to it.
 
 use std::collections::VecDeque;
 use std::future::Future;
 use std::io::IoSlice;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -24,7 +24,7 @@ use http::header::{HeaderValue, ACCESS_CONTROL_ALLOW_ORIGIN, CACHE_CONTROL, CONT
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::{Frame, Incoming};
 use tokio::time::{timeout_at, Instant, MissedTickBehavior};
-use tokio_util::sync::{CancellationToken, DropGuard, WaitForCancellationFutureOwned};
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use crate::access::IpSlot;
 use crate::admission::{callback, Admitted};
@@ -33,9 +33,10 @@ use crate::http::{Answer, Body, ConnCut};
 use crate::hub::{Feed, FeedEvent, InvalidKey, LagWatch, Subscription, Who};
 use crate::metrics::Open;
 use crate::session::SessionInfo;
+use crate::state::Shared;
 
-/// How often a reader's lag is checked while its connection does not take data.
-const LAG_CHECK_INTERVAL: Duration = Duration::from_millis(100);
+/// How often the readers' lag is checked (for those whose connection does not take data).
+const LAG_CHECK_INTERVAL: Duration = Duration::from_millis(250);
 
 /// Answers a `play` request that passed the common checks.
 pub(crate) async fn play(req: &Request<Incoming>, a: Admitted<'_>) -> Result<Answer, Refusal> {
@@ -84,14 +85,13 @@ pub(crate) async fn play(req: &Request<Incoming>, a: Admitted<'_>) -> Result<Ans
         .get::<ConnCut>()
         .map_or_else(CancellationToken::new, |c| c.0.clone());
     let kicked = Arc::new(AtomicBool::new(false));
-    let done = CancellationToken::new();
-    shared.drain.spawn(watch_lag(
-        feed.lag_watch(),
+    let watched = Arc::new(Watched {
+        watch: feed.lag_watch(),
         cut,
-        done.clone(),
-        kicked.clone(),
-        info.clone(),
-    ));
+        kicked: kicked.clone(),
+        info: info.clone(),
+    });
+    shared.play_lag.add(&watched, shared);
     let body = PlayBody {
         ended: false,
         first: Some(first),
@@ -101,7 +101,7 @@ pub(crate) async fn play(req: &Request<Incoming>, a: Admitted<'_>) -> Result<Ans
             _open: Open::connection(&info.metrics, info.kind.as_str()),
             _playing: Open::receiver(&info.metrics, "playing"),
             _slot: slot,
-            _watcher: done.drop_guard(),
+            _watched: watched,
             reason: "client closed",
             info,
         },
@@ -171,26 +171,64 @@ fn kick(kicked: &AtomicBool, info: &SessionInfo, behind_bytes: u64) {
     }
 }
 
-/// Cuts the connection of a reader whose writes do not drain (hyper then stops
-/// polling its body) once it is out of the lag window. Ends with the body.
-async fn watch_lag(
+/// One reader as the sweeper sees it.
+#[derive(Debug)]
+struct Watched {
     watch: LagWatch,
     cut: CancellationToken,
-    done: CancellationToken,
     kicked: Arc<AtomicBool>,
     info: SessionInfo,
-) {
+}
+
+/// Checks every `play` reader's lag every [`LAG_CHECK_INTERVAL`], in one task
+/// for the whole server: hyper stops polling a body while its socket does not
+/// drain, so such a reader is cut from here (its connection dropped). A reader
+/// that reads is checked by its body at every poll, at no extra wake-up.
+#[derive(Debug, Default)]
+pub(crate) struct LagSweeper {
+    readers: Mutex<Vec<Weak<Watched>>>,
+    started: AtomicBool,
+}
+
+impl LagSweeper {
+    fn add(&self, reader: &Arc<Watched>, shared: &Arc<Shared>) {
+        self.list().push(Arc::downgrade(reader));
+        if !self.started.swap(true, Ordering::AcqRel) {
+            let weak = Arc::downgrade(shared);
+            let drain = shared.drain.signal.clone();
+            shared.drain.spawn(sweep(weak, drain));
+        }
+    }
+
+    fn list(&self) -> std::sync::MutexGuard<'_, Vec<Weak<Watched>>> {
+        // Each critical section leaves the list consistent; a poisoned lock is still usable.
+        self.readers.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Drops the readers that ended; returns the live ones (checked without the lock).
+    fn live(&self) -> Vec<Arc<Watched>> {
+        let mut list = self.list();
+        list.retain(|w| w.strong_count() > 0);
+        list.iter().filter_map(Weak::upgrade).collect()
+    }
+}
+
+async fn sweep(shared: std::sync::Weak<Shared>, drain: CancellationToken) {
     let mut tick = tokio::time::interval(LAG_CHECK_INTERVAL);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            () = done.cancelled() => return,
+            () = drain.cancelled() => return,
             _ = tick.tick() => {}
         }
-        if let Some(lagged) = watch.check() {
-            kick(&kicked, &info, lagged.behind_bytes);
-            cut.cancel();
+        let Some(shared) = shared.upgrade() else {
             return;
+        };
+        for reader in shared.play_lag.live() {
+            if let Some(lagged) = reader.watch.check() {
+                kick(&reader.kicked, &reader.info, lagged.behind_bytes);
+                reader.cut.cancel();
+            }
         }
     }
 }
@@ -216,7 +254,8 @@ struct End {
     _open: Open,
     _playing: Open,
     _slot: IpSlot,
-    _watcher: DropGuard,
+    /// Registered with the sweeper while this lives (it holds a `Weak`).
+    _watched: Arc<Watched>,
     reason: &'static str,
     info: SessionInfo,
 }

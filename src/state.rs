@@ -50,6 +50,8 @@ pub(crate) struct Shared {
     pub(crate) auth: Option<crate::auth::AuthHook>,
     /// The event webhook (`EVENT_WEBHOOK_URL`); `None` when not set.
     pub(crate) webhook: Option<Arc<crate::webhook::Webhook>>,
+    /// The lag checks of `play` readers whose writes do not drain.
+    pub(crate) play_lag: crate::play::LagSweeper,
     next_session: AtomicU64,
 }
 
@@ -88,6 +90,7 @@ impl Shared {
             drain: Drain::default(),
             auth,
             webhook,
+            play_lag: crate::play::LagSweeper::default(),
             next_session: AtomicU64::new(1),
         })
     }

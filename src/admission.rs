@@ -23,14 +23,15 @@ use crate::webhook::{self, EndReason, Event};
 type UpgradeFut = fastwebsockets::upgrade::UpgradeFut;
 
 /// A streaming request that passed the checks every kind shares.
-struct Admitted<'a> {
-    shared: &'a Arc<Shared>,
-    info: SessionInfo,
-    key: &'a str,
-    slot: IpSlot,
+pub(crate) struct Admitted<'a> {
+    pub(crate) shared: &'a Arc<Shared>,
+    pub(crate) info: SessionInfo,
+    pub(crate) key: &'a str,
+    pub(crate) slot: IpSlot,
 }
 
-/// Answers `/{channel}/{key}/{kind}`: a refusal, or `101` with the session spawned.
+/// Answers `/{channel}/{key}/{kind}`: a refusal, `101` with the session spawned,
+/// or for `play` the stream's `200`.
 pub(crate) async fn admit(
     req: &mut Request<Incoming>,
     ip: IpAddr,
@@ -47,10 +48,10 @@ pub(crate) async fn admit(
         Ok(admitted) => admitted,
         Err(refusal) => return refused(shared, tag, refusal),
     };
-    let result = if admitted.info.kind == Kind::Publish {
-        publish(req, admitted).await
-    } else {
-        receive(req, admitted).await
+    let result = match admitted.info.kind {
+        Kind::Publish => publish(req, admitted).await,
+        Kind::Play => crate::play::play(req, admitted).await,
+        Kind::Receive | Kind::ReceiveClearCache | Kind::Probe => receive(req, admitted).await,
     };
     result.unwrap_or_else(|refusal| refused(shared, tag, refusal))
 }
@@ -206,7 +207,11 @@ async fn authorized(
 
 /// The authorisation callback, for the kinds it is asked about: the last check
 /// before the upgrade (and before the coordinator). Fails closed.
-async fn callback(shared: &Shared, info: &SessionInfo, key: &str) -> Result<(), Refusal> {
+pub(crate) async fn callback(
+    shared: &Shared,
+    info: &SessionInfo,
+    key: &str,
+) -> Result<(), Refusal> {
     let Some(auth) = shared.auth.as_ref().filter(|a| a.applies(info.kind)) else {
         return Ok(());
     };
@@ -285,7 +290,7 @@ fn limits(shared: &Shared, kind: Kind) -> Limits {
 
 fn upgrade(req: &mut Request<Incoming>) -> Result<(Answer, UpgradeFut), Refusal> {
     let (response, fut) = fastwebsockets::upgrade::upgrade(req).map_err(|_| Refusal::BadRequest)?;
-    Ok((response.map(|_| http_body_util::Full::default()), fut))
+    Ok((response.map(|_| crate::http::Body::default()), fut))
 }
 
 async fn finish_upgrade(

@@ -44,6 +44,7 @@ pub const ENV_RECEIVER_QUEUE_MB: &str = "RECEIVER_QUEUE_MB";
 pub const ENV_MAX_MESSAGE_SIZE_MB: &str = "MAX_MESSAGE_SIZE_MB";
 pub const ENV_MAX_CLIENT_MESSAGE_KB: &str = "MAX_CLIENT_MESSAGE_KB";
 pub const ENV_UPGRADE_TIMEOUT_SECONDS: &str = "UPGRADE_TIMEOUT_SECONDS";
+pub const ENV_PLAY_WAIT_SECONDS: &str = "PLAY_WAIT_SECONDS";
 pub const ENV_MAX_REQUEST_HEAD_KB: &str = "MAX_REQUEST_HEAD_KB";
 pub const ENV_PUBLISH_AUTH_TIMEOUT_SECONDS: &str = "PUBLISH_AUTH_TIMEOUT_SECONDS";
 pub const ENV_CONTROL_RETRY_SECONDS: &str = "CONTROL_RETRY_SECONDS";
@@ -92,6 +93,8 @@ pub struct Config {
     pub max_client_message_bytes: usize,
     /// Time allowed for the request head and for completing the upgrade.
     pub upgrade_timeout: Duration,
+    /// How long `GET /{channel}/{key}/play` waits for a publisher before `404 Not publishing.`
+    pub play_wait: Duration,
     pub max_request_head_bytes: usize,
     pub shutdown_grace: Duration,
     /// Where `/metrics` and `/healthz` are served; `None` = off.
@@ -288,6 +291,7 @@ impl<F: Fn(&str) -> Option<String>> Parser<'_, F> {
                 self.sized(ENV_MAX_CLIENT_MESSAGE_KB, 64, 1..=1 << 20) << 10,
             ),
             upgrade_timeout: self.seconds(ENV_UPGRADE_TIMEOUT_SECONDS, 10),
+            play_wait: self.seconds(ENV_PLAY_WAIT_SECONDS, 10),
             max_request_head_bytes: to_usize(
                 self.sized(ENV_MAX_REQUEST_HEAD_KB, 16, 8..=1024) << 10,
             ),

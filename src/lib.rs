@@ -8,7 +8,8 @@
 //! channel and keeps each broadcast's chunk log (the cache and the receivers'
 //! shared queue), and `session` runs the WebSocket loops: the publisher's
 //! reader appends chunks, each receiver's writer task sends them from its own
-//! cursor. `config` reads the environment (and `.env`), `fdlimit` raises the
+//! cursor; `play` serves the same cursor as one chunked HTTP body for players
+//! without our protocol. `config` reads the environment (and `.env`), `fdlimit` raises the
 //! open-files limit, `access` holds the whitelists and
 //! the per-IP limit, `control` is the optional coordinator link, `media`
 //! follows the container for late joiners, `metrics` is the registry, `edge`
@@ -32,6 +33,7 @@ pub mod logging;
 pub mod media;
 mod metrics;
 mod outbound;
+mod play;
 mod server;
 mod session;
 mod signal;

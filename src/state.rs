@@ -52,6 +52,8 @@ pub(crate) struct Shared {
     pub(crate) webhook: Option<Arc<crate::webhook::Webhook>>,
     /// Pulls channels from origins (`ORIGIN_URLS`); `None` when not set.
     pub(crate) edge: Option<Arc<crate::edge::Edge>>,
+    /// The lag checks of `play` readers whose writes do not drain.
+    pub(crate) play_lag: crate::play::LagSweeper,
     next_session: AtomicU64,
 }
 
@@ -108,6 +110,7 @@ impl Shared {
             auth,
             webhook,
             edge,
+            play_lag: crate::play::LagSweeper::default(),
             next_session: AtomicU64::new(1),
         })
     }

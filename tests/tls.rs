@@ -339,3 +339,39 @@ async fn https_callback_and_webhook_are_verified_against_the_system_roots() {
         "no request may reach an unverified endpoint"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn play_over_https_is_the_same_stream() {
+    let ca = Ca::new();
+    let dir = tempfile::tempdir().unwrap();
+    write_pair(dir.path(), &ca.leaf());
+    let server = tls_server(dir.path(), &[]);
+    let chunks: Vec<Vec<u8>> = (0..50u64)
+        .map(|i| payload(i, 1 + (i as usize * 7919) % 150_000))
+        .collect();
+    let mut publisher = wss(&ca, &server, "/tls/k/publish").await;
+    send(&mut publisher, chunks[0].clone()).await;
+    let connector = tokio_rustls::TlsConnector::from(ca.client_config());
+    let tcp = TcpStream::connect(server.https_addr()).await.unwrap();
+    let tls = tokio::time::timeout(
+        STEP,
+        connector.connect(ServerName::try_from("127.0.0.1").unwrap(), tcp),
+    )
+    .await
+    .expect("handshake in time")
+    .expect("handshake");
+    let reader = common::http::request(tls, "GET", "/tls/k/play").await;
+    assert_eq!(reader.status, 200);
+    assert_eq!(
+        reader.header("content-type"),
+        Some("application/octet-stream")
+    );
+    let reader = tokio::spawn(reader.collect());
+    for chunk in &chunks[1..] {
+        send(&mut publisher, chunk.clone()).await;
+    }
+    close(publisher).await;
+    let (body, end) = reader.await.unwrap();
+    assert_eq!(end, common::http::BodyEnd::Clean);
+    assert!(body == chunks.concat(), "byte-exact over https");
+}

@@ -29,6 +29,9 @@ pub(crate) struct Endpoint {
     /// Publishers mask their frames (a real server); the ceiling relay gets
     /// the unmasked frames a server would send, and copies them verbatim.
     pub masked: bool,
+    /// Receivers use `GET /{channel}/{key}/play` (plain HTTP, chunked body)
+    /// instead of a WebSocket `receive`.
+    pub play: bool,
 }
 
 /// Opens a WebSocket to `path`; `rcvbuf` shrinks the receive buffer first.
@@ -54,6 +57,28 @@ pub(crate) async fn connect(ep: &Endpoint, path: &str, rcvbuf: Option<u32>) -> R
     if !status.starts_with("HTTP/1.1 101") {
         bail!("upgrade refused: {status:?}");
     }
+    Ok(stream)
+}
+
+/// Sends `GET path` for HTTP playback; the answer's head comes once the
+/// channel has a publisher, so the reader reads it ([`crate::receiver`]).
+pub(crate) async fn request_play(
+    ep: &Endpoint,
+    path: &str,
+    rcvbuf: Option<u32>,
+) -> Result<TcpStream> {
+    let socket = if ep.addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    if let Some(size) = rcvbuf {
+        socket.set_recv_buffer_size(size)?;
+    }
+    let mut stream = socket.connect(ep.addr).await.context("connect")?;
+    stream.set_nodelay(true)?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {}\r\n\r\n", ep.host);
+    stream.write_all(request.as_bytes()).await?;
     Ok(stream)
 }
 

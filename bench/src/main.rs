@@ -83,6 +83,17 @@ struct Common {
     /// Skip the ceiling relay.
     #[arg(long, global = true)]
     no_ceiling: bool,
+    /// How the server's receivers read: WebSocket `receive`, HTTP `play`
+    /// (chunked body), or `both` (two sides of the same run, interleaved).
+    #[arg(long, global = true, value_enum, default_value_t = ReceiveKind::Receive)]
+    receive_kind: ReceiveKind,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ReceiveKind {
+    Receive,
+    Play,
+    Both,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -213,13 +224,20 @@ fn check_bounds(c: &Common, receivers: usize) -> Result<()> {
 async fn targets(c: &Common) -> Result<(Vec<Target>, Option<Relay>)> {
     let mut ours = Vec::new();
     if let Some(url) = &c.target {
-        ours.push(target::server(url, c.allow_remote, c.server_pid).await?);
+        let kinds: &[bool] = match c.receive_kind {
+            ReceiveKind::Receive => &[false],
+            ReceiveKind::Play => &[true],
+            ReceiveKind::Both => &[false, true],
+        };
+        for &play in kinds {
+            ours.push(target::server(url, c.allow_remote, c.server_pid, play).await?);
+        }
     }
     if let Some(publish) = &c.publish_target {
         let (remote, pid) = (c.allow_remote, c.server_pid);
         let cascade = target::cascade(publish, &c.receive_target, remote, pid, &c.receive_pid);
         ours.push(cascade.await?);
-        let mut direct = target::server(publish, remote, pid).await?;
+        let mut direct = target::server(publish, remote, pid, false).await?;
         direct.name = "direct";
         ours.push(direct);
     }

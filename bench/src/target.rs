@@ -35,10 +35,15 @@ impl Target {
 }
 
 /// Resolves a `ws://HOST:PORT` URL; refuses non-loopback hosts unless allowed.
-pub(crate) async fn server(url: &str, allow_remote: bool, pid: Option<u32>) -> Result<Target> {
+pub(crate) async fn server(
+    url: &str,
+    allow_remote: bool,
+    pid: Option<u32>,
+    play: bool,
+) -> Result<Target> {
     Ok(Target {
-        name: "ours",
-        endpoint: endpoint(url, allow_remote).await?,
+        name: if play { "ours-play" } else { "ours" },
+        endpoint: endpoint(url, allow_remote, play).await?,
         proc: pid.map(Proc::pid),
         receive: Vec::new(),
         receive_procs: Vec::new(),
@@ -55,18 +60,18 @@ pub(crate) async fn cascade(
 ) -> Result<Target> {
     let mut endpoints = Vec::new();
     for url in receive {
-        endpoints.push(endpoint(url, allow_remote).await?);
+        endpoints.push(endpoint(url, allow_remote, false).await?);
     }
     Ok(Target {
         name: "cascade",
-        endpoint: endpoint(publish, allow_remote).await?,
+        endpoint: endpoint(publish, allow_remote, false).await?,
         proc: pid.map(Proc::pid),
         receive: endpoints,
         receive_procs: receive_pids.iter().copied().map(Proc::pid).collect(),
     })
 }
 
-async fn endpoint(url: &str, allow_remote: bool) -> Result<Endpoint> {
+async fn endpoint(url: &str, allow_remote: bool, play: bool) -> Result<Endpoint> {
     let parsed = url::Url::parse(url).with_context(|| format!("invalid target {url:?}"))?;
     if parsed.scheme() != "ws" {
         bail!("{url}: targets must be ws:// URLs (wss is not supported)");
@@ -95,6 +100,7 @@ async fn endpoint(url: &str, allow_remote: bool) -> Result<Endpoint> {
         addr,
         host: format!("{host}:{port}"),
         masked: true,
+        play,
     })
 }
 
@@ -139,6 +145,7 @@ impl Relay {
                     addr,
                     host: addr.to_string(),
                     masked: false,
+                    play: false,
                 },
                 proc: Some(Proc::pid(pid)),
                 receive: Vec::new(),

@@ -118,7 +118,15 @@ pub(crate) async fn connect_many(
         let (ep, gate) = (ep.clone(), gate.clone());
         set.spawn(async move {
             let _permit = gate.acquire_owned().await?;
-            let s = tokio::time::timeout(CONNECT_TIMEOUT, client::connect(&ep, &p, rcvbuf))
+            let receiver = ep.play && !p.ends_with("/publish");
+            let connect = async {
+                if receiver {
+                    client::request_play(&ep, &p, rcvbuf).await
+                } else {
+                    client::connect(&ep, &p, rcvbuf).await
+                }
+            };
+            let s = tokio::time::timeout(CONNECT_TIMEOUT, connect)
                 .await
                 .context("connect timed out")??;
             Ok::<_, anyhow::Error>((i, s))
@@ -158,16 +166,24 @@ pub(crate) async fn run(target: &Target, plan: &Plan) -> Result<Outcome> {
         masked: ep.masked,
     });
     let guard = shared.stop.clone().drop_guard();
+    let kind = if ep.play { "play" } else { "receive" };
     let healthy = connect_receivers(target, plan, m * k).await?;
     let stuck_paths = (0..m * plan.stuck)
-        .map(|i| path(plan, i / plan.stuck.max(1), "receive"))
+        .map(|i| path(plan, i / plan.stuck.max(1), kind))
         .collect();
     let stuck = connect_many(ep, stuck_paths, Some(16 * 1024)).await?;
     let mut receivers = JoinSet::new();
     for (i, s) in healthy.into_iter().enumerate() {
-        receivers.spawn(receiver::healthy(s, shared.clone(), i));
+        if ep.play {
+            receivers.spawn(receiver::healthy_play(s, shared.clone(), i));
+        } else {
+            receivers.spawn(receiver::healthy(s, shared.clone(), i));
+        }
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Play requests were only sent: give the server time to register them
+    // all as waiting, so that each gets the stream from its first chunk.
+    let settle = if ep.play { 1000 } else { 200 };
+    tokio::time::sleep(Duration::from_millis(settle)).await;
     let pubs = connect_many(ep, (0..m).map(|c| path(plan, c, "publish")).collect(), None).await?;
     let (server_before, tool_before) = (server.and_then(Proc::sample), Proc::this().sample());
     let edges_before = sample_all(&target.receive_procs);
@@ -179,7 +195,7 @@ pub(crate) async fn run(target: &Target, plan: &Plan) -> Result<Outcome> {
     wait_for_end(&shared, &mut receivers, plan).await;
     let (server_after, tool_after) = (server.and_then(Proc::sample), Proc::this().sample());
     let edges_after = sample_all(&target.receive_procs);
-    let stuck_ends = receiver::drain_stuck(stuck, shared.plan.chunk).await;
+    let stuck_ends = receiver::drain_stuck(stuck, shared.plan.chunk, ep.play).await;
     drop(guard);
     let mut out = Outcome {
         server: procstat::usage(server_before, server_after),
@@ -211,8 +227,10 @@ async fn connect_receivers(target: &Target, plan: &Plan, count: usize) -> Result
     let mut slots: Vec<Option<TcpStream>> = (0..count).map(|_| None).collect();
     for e in 0..spread {
         let mine: Vec<usize> = (0..count).filter(|i| i % spread == e).collect();
-        let paths = mine.iter().map(|i| path(plan, i / k, "receive")).collect();
-        let streams = connect_many(target.receiver_endpoint(e), paths, None).await?;
+        let ep = target.receiver_endpoint(e);
+        let kind = if ep.play { "play" } else { "receive" };
+        let paths = mine.iter().map(|i| path(plan, i / k, kind)).collect();
+        let streams = connect_many(ep, paths, None).await?;
         for (i, s) in mine.into_iter().zip(streams) {
             slots[i] = Some(s);
         }

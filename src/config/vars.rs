@@ -106,7 +106,7 @@ pub const VARS: &[Var] = &[
     var(
         ENV_PLAY_WHITELIST,
         Unset("everyone"),
-        "comma list of IPs and CIDR ranges (v4, v6) allowed to receive/probe; `*` = everyone",
+        "comma list of IPs and CIDR ranges (v4, v6) allowed to receive/probe/play; `*` = everyone",
     ),
     var(
         ENV_MAX_IP_CONCURRENT_CONNECTIONS,
@@ -170,6 +170,11 @@ pub const VARS: &[Var] = &[
         "time to send the request head and to complete the upgrade",
     ),
     var(
+        ENV_PLAY_WAIT_SECONDS,
+        Value("10"),
+        "how long `GET /{channel}/{key}/play` waits for a publisher (then 404 `Not publishing.`)",
+    ),
+    var(
         ENV_MAX_REQUEST_HEAD_KB,
         Value("16"),
         "largest request head (request line + headers), at least 8",
@@ -207,7 +212,7 @@ pub const VARS: &[Var] = &[
     var(
         ENV_AUTH_HTTP_KINDS,
         Value("publish"),
-        "comma list of the kinds that ask `AUTH_HTTP_URL`: `publish`, `receive`, `receive-clear-cache`, `probe`",
+        "comma list of the kinds that ask `AUTH_HTTP_URL`: `publish`, `receive`, `receive-clear-cache`, `probe`, `play`",
     ),
     var(
         ENV_AUTH_HTTP_TIMEOUT_SECONDS,
@@ -312,6 +317,7 @@ pub fn effective(config: &Config) -> Vec<(&'static str, String)> {
             ENV_MAX_MESSAGE_SIZE_MB => (config.max_message_bytes >> 20).to_string(),
             ENV_MAX_CLIENT_MESSAGE_KB => (config.max_client_message_bytes >> 10).to_string(),
             ENV_UPGRADE_TIMEOUT_SECONDS => config.upgrade_timeout.as_secs().to_string(),
+            ENV_PLAY_WAIT_SECONDS => config.play_wait.as_secs().to_string(),
             ENV_MAX_REQUEST_HEAD_KB => (config.max_request_head_bytes >> 10).to_string(),
             ENV_PUBLISH_AUTH_TIMEOUT_SECONDS => {
                 control.map_or_else(no_control, |c| c.publish_auth_timeout.as_secs().to_string())

@@ -3,6 +3,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::task::{ready, Context, Poll};
 
 use bytes::Bytes;
 
@@ -29,8 +30,6 @@ pub(crate) struct Feed {
     remaining: Option<usize>,
     /// Its figures, registered with the broadcast while the feed lives.
     stats: Arc<ReceiverStats>,
-    /// Its lag was reported (once).
-    kicked: bool,
 }
 
 fn sum(chunks: &[Bytes]) -> u64 {
@@ -63,7 +62,6 @@ impl Feed {
         let stats = Arc::new(ReceiverStats::new(who, kind, start.cursor, replay));
         let feed = Self {
             stats,
-            kicked: false,
             broadcast,
             replay: start.replay.into(),
             cursor: start.cursor,
@@ -79,8 +77,7 @@ impl Feed {
 
     /// The writer closes a receiver that lags: reported once.
     fn kicked(&mut self, lagged: Lagged) -> Lagged {
-        if !self.kicked {
-            self.kicked = true;
+        if self.stats.mark_kicked() {
             self.broadcast.kicked(&self.stats, lagged.behind_bytes);
         }
         lagged
@@ -93,9 +90,19 @@ impl Feed {
 
     /// Waits for the next chunks and appends them to `out` (cancel-safe).
     pub(crate) async fn next_batch(&mut self, out: &mut Vec<Bytes>) -> FeedEvent {
+        std::future::poll_fn(|cx| self.poll_batch(cx, out)).await
+    }
+
+    /// [`Feed::next_batch`] as a poll function, for a writer that is itself polled
+    /// (the HTTP body of `play`).
+    pub(crate) fn poll_batch(
+        &mut self,
+        cx: &mut Context<'_>,
+        out: &mut Vec<Bytes>,
+    ) -> Poll<FeedEvent> {
         loop {
             if self.remaining == Some(0) {
-                return FeedEvent::End;
+                return Poll::Ready(FeedEvent::End);
             }
             let max = self.remaining.unwrap_or(MAX_BATCH_CHUNKS);
             if !self.replay.is_empty() {
@@ -104,7 +111,7 @@ impl Feed {
                 out.extend(self.replay.drain(..n));
                 self.stats.handed(sum(&out[before..]), None, true);
                 self.consumed(n);
-                return FeedEvent::Data;
+                return Poll::Ready(FeedEvent::Data);
             }
             self.waiter.mark_seen(self.broadcast.wakers());
             let ended = self.broadcast.is_ended();
@@ -113,12 +120,12 @@ impl Feed {
                 if self.skip_to_join(out) {
                     let bytes = sum(&out[before..]);
                     self.stats.handed(bytes, Some(self.cursor), false);
-                    return FeedEvent::Data;
+                    return Poll::Ready(FeedEvent::Data);
                 }
                 if ended {
-                    return self.end();
+                    return Poll::Ready(self.end());
                 }
-                self.waiter.changed(self.broadcast.wakers()).await;
+                ready!(self.waiter.poll_changed(self.broadcast.wakers(), cx));
                 continue;
             }
             let before = out.len();
@@ -127,19 +134,38 @@ impl Feed {
                 .log()
                 .read(self.cursor, max, MAX_BATCH_BYTES, out);
             match read {
-                Err(lagged) => return FeedEvent::Lagged(self.kicked(lagged)),
+                Err(lagged) => return Poll::Ready(FeedEvent::Lagged(self.kicked(lagged))),
                 Ok(cursor) => self.cursor = cursor,
             }
             if out.len() > before {
                 let bytes = sum(&out[before..]);
                 self.stats.handed(bytes, Some(self.cursor), false);
                 self.consumed(out.len() - before);
-                return FeedEvent::Data;
+                return Poll::Ready(FeedEvent::Data);
             }
             if ended {
-                return self.end();
+                return Poll::Ready(self.end());
             }
-            self.waiter.changed(self.broadcast.wakers()).await;
+            ready!(self.waiter.poll_changed(self.broadcast.wakers(), cx));
+        }
+    }
+
+    /// Whether the scanner has decided the stream's container.
+    pub(crate) fn container_known(&self) -> bool {
+        self.broadcast.stats().container_known()
+    }
+
+    /// The stream's container as the scanner sees it: `webm`, `mp4` or `opaque`.
+    pub(crate) fn container(&self) -> &'static str {
+        self.broadcast.stats().container()
+    }
+
+    /// A handle that tells, from another task, whether this feed has fallen out
+    /// of the lag window (its writer may be stuck in a write and not polling).
+    pub(crate) fn lag_watch(&self) -> LagWatch {
+        LagWatch {
+            broadcast: self.broadcast.clone(),
+            stats: self.stats.clone(),
         }
     }
 
@@ -186,5 +212,23 @@ impl Feed {
         if let Some(left) = self.remaining.as_mut() {
             *left = left.saturating_sub(n);
         }
+    }
+}
+
+/// Watches one feed's lag from outside its writer (see [`Feed::lag_watch`]).
+#[derive(Debug)]
+pub(crate) struct LagWatch {
+    broadcast: Arc<Broadcast>,
+    stats: Arc<ReceiverStats>,
+}
+
+impl LagWatch {
+    /// `Some` once the feed's cursor is out of the lag window (reported once, as the feed does).
+    pub(crate) fn check(&self) -> Option<Lagged> {
+        let lagged = self.broadcast.log().check_lag(self.stats.cursor()).err()?;
+        if self.stats.mark_kicked() {
+            self.broadcast.kicked(&self.stats, lagged.behind_bytes);
+        }
+        Some(lagged)
     }
 }

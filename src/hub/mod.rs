@@ -20,7 +20,7 @@ use subtle::ConstantTimeEq;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
-pub(crate) use self::feed::{Feed, FeedEvent};
+pub(crate) use self::feed::{Feed, FeedEvent, LagWatch};
 pub(crate) use self::log::{ChunkLog, Lagged};
 pub(crate) use self::stats::{PublisherStats, ReceiverStats, Stopper, Who};
 use self::tracker::MediaTracker;
@@ -33,6 +33,8 @@ pub(crate) enum Kind {
     Receive,
     ReceiveClearCache,
     Probe,
+    /// `GET /{channel}/{key}/play`: the stream as one HTTP body (src/play.rs).
+    Play,
 }
 
 impl Kind {
@@ -42,6 +44,7 @@ impl Kind {
             "receive" => Some(Self::Receive),
             "receive-clear-cache" => Some(Self::ReceiveClearCache),
             "probe" => Some(Self::Probe),
+            "play" => Some(Self::Play),
             _ => None,
         }
     }
@@ -52,6 +55,7 @@ impl Kind {
             Self::Receive => "receive",
             Self::ReceiveClearCache => "receive-clear-cache",
             Self::Probe => "probe",
+            Self::Play => "play",
         }
     }
 }
@@ -203,7 +207,10 @@ impl Broadcast {
     fn feed(self: &Arc<Self>, kind: Kind, who: Who) -> Feed {
         let start = {
             let mut log = self.log();
-            let start = log.start(kind == Kind::Probe);
+            let start = match kind {
+                Kind::Play => log.start_at_edge(),
+                _ => log.start(kind == Kind::Probe),
+            };
             if kind == Kind::ReceiveClearCache {
                 log.clear_history();
             }

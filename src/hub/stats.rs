@@ -4,7 +4,7 @@
 //! time. No lock is taken on the per-chunk path.
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering::Relaxed};
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
@@ -130,6 +130,11 @@ impl PublisherStats {
         self.init_bytes.load(Relaxed)
     }
 
+    /// Whether the scanner has decided the container (else `container` says `opaque` for now).
+    pub(crate) fn container_known(&self) -> bool {
+        self.container.load(Relaxed) != 0
+    }
+
     /// `webm`, `mp4`, or `opaque` (not followed, or not decided yet).
     pub(crate) fn container(&self) -> &'static str {
         match self.container.load(Relaxed) {
@@ -178,7 +183,8 @@ fn container_code(container: Container) -> u8 {
     match container {
         Container::WebM => 1,
         Container::Mp4 => 2,
-        Container::Unknown | Container::Opaque => 0,
+        Container::Unknown => 0,
+        Container::Opaque => 3,
     }
 }
 
@@ -193,6 +199,8 @@ pub(crate) struct ReceiverStats {
     cursor: AtomicU64,
     /// Replay bytes not yet handed to its connection.
     replay_left: AtomicU64,
+    /// Its lag was reported (once, whichever of its writer or a watcher saw it first).
+    kicked: AtomicBool,
 }
 
 impl ReceiverStats {
@@ -204,6 +212,7 @@ impl ReceiverStats {
             bytes_out: AtomicU64::new(0),
             cursor: AtomicU64::new(cursor),
             replay_left: AtomicU64::new(replay),
+            kicked: AtomicBool::new(false),
         }
     }
 
@@ -216,6 +225,11 @@ impl ReceiverStats {
         if let Some(cursor) = cursor {
             self.cursor.store(cursor, Relaxed);
         }
+    }
+
+    /// True the first time only: its lag is reported once.
+    pub(super) fn mark_kicked(&self) -> bool {
+        !self.kicked.swap(true, Relaxed)
     }
 
     /// Chunk bytes handed to its connection.

@@ -34,6 +34,7 @@ pub mod media;
 mod metrics;
 mod outbound;
 mod play;
+mod play_lag;
 mod server;
 mod session;
 mod signal;

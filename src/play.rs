@@ -8,14 +8,14 @@
 //! one frame ([`Batch`]); hyper writes it with the chunk-size line around it in
 //! vectored writes, chunks never copied. A reader out of the lag window
 //! (`RECEIVER_QUEUE_MB`) is cut: by the body when polled, by the server's one
-//! lag sweeper while hyper is stuck writing to it.
+//! lag sweeper (`play_lag`) while hyper is stuck writing to it.
 
 use std::collections::VecDeque;
 use std::future::Future;
 use std::io::IoSlice;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -23,20 +23,17 @@ use bytes::{Buf, Bytes};
 use http::header::{HeaderValue, ACCESS_CONTROL_ALLOW_ORIGIN, CACHE_CONTROL, CONTENT_TYPE};
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::{Frame, Incoming};
-use tokio::time::{timeout_at, Instant, MissedTickBehavior};
+use tokio::time::{timeout_at, Instant};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use crate::access::IpSlot;
 use crate::admission::{callback, Admitted};
 use crate::front_door::Refusal;
 use crate::http::{Answer, Body, ConnCut};
-use crate::hub::{Feed, FeedEvent, InvalidKey, LagWatch, Subscription, Who};
+use crate::hub::{Feed, FeedEvent, InvalidKey, Subscription, Who};
 use crate::metrics::Open;
+use crate::play_lag::{self, kick, Watched};
 use crate::session::SessionInfo;
-use crate::state::Shared;
-
-/// How often the readers' lag is checked (for those whose connection does not take data).
-const LAG_CHECK_INTERVAL: Duration = Duration::from_millis(250);
 
 /// Answers a `play` request that passed the common checks.
 pub(crate) async fn play(req: &Request<Incoming>, a: Admitted<'_>) -> Result<Answer, Refusal> {
@@ -96,7 +93,12 @@ pub(crate) async fn play(req: &Request<Incoming>, a: Admitted<'_>) -> Result<Ans
         kicked: kicked.clone(),
         info: info.clone(),
     });
-    shared.play_lag.add(&watched, shared);
+    if shared.play_lag.add(&watched) {
+        let sweeper = Arc::downgrade(&shared.play_lag);
+        shared
+            .drain
+            .spawn(play_lag::sweep(sweeper, shared.drain.signal.clone()));
+    }
     let body = PlayBody {
         ended: false,
         first: Some(first),
@@ -167,76 +169,6 @@ pub(crate) fn content_type(container: &str) -> &'static str {
         "webm" => "video/webm",
         "mp4" => "video/mp4",
         _ => "application/octet-stream",
-    }
-}
-
-/// Counts and logs a reader cut for lagging, once (whoever sees it first).
-fn kick(kicked: &AtomicBool, info: &SessionInfo, behind_bytes: u64) {
-    if !kicked.swap(true, Ordering::Relaxed) {
-        info.metrics.receivers_kicked.inc();
-        tracing::warn!(target: "request", channel = %info.channel, kind = info.kind.as_str(), behind_bytes, "{} receiver too slow: over its queue bound, closing", info.tag);
-    }
-}
-
-/// One reader as the sweeper sees it.
-#[derive(Debug)]
-struct Watched {
-    watch: LagWatch,
-    cut: CancellationToken,
-    kicked: Arc<AtomicBool>,
-    info: SessionInfo,
-}
-
-/// Checks every `play` reader's lag every [`LAG_CHECK_INTERVAL`], in one task
-/// for the whole server: hyper stops polling a body while its socket does not
-/// drain, so such a reader is cut from here (its connection dropped). A reader
-/// that reads is checked by its body at every poll, at no extra wake-up.
-#[derive(Debug, Default)]
-pub(crate) struct LagSweeper {
-    readers: Mutex<Vec<Weak<Watched>>>,
-    started: AtomicBool,
-}
-
-impl LagSweeper {
-    fn add(&self, reader: &Arc<Watched>, shared: &Arc<Shared>) {
-        self.list().push(Arc::downgrade(reader));
-        if !self.started.swap(true, Ordering::AcqRel) {
-            let weak = Arc::downgrade(shared);
-            let drain = shared.drain.signal.clone();
-            shared.drain.spawn(sweep(weak, drain));
-        }
-    }
-
-    fn list(&self) -> std::sync::MutexGuard<'_, Vec<Weak<Watched>>> {
-        // Each critical section leaves the list consistent; a poisoned lock is still usable.
-        self.readers.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Drops the readers that ended; returns the live ones (checked without the lock).
-    fn live(&self) -> Vec<Arc<Watched>> {
-        let mut list = self.list();
-        list.retain(|w| w.strong_count() > 0);
-        list.iter().filter_map(Weak::upgrade).collect()
-    }
-}
-
-async fn sweep(shared: std::sync::Weak<Shared>, drain: CancellationToken) {
-    let mut tick = tokio::time::interval(LAG_CHECK_INTERVAL);
-    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            () = drain.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        let Some(shared) = shared.upgrade() else {
-            return;
-        };
-        for reader in shared.play_lag.live() {
-            if let Some(lagged) = reader.watch.check() {
-                kick(&reader.kicked, &reader.info, lagged.behind_bytes);
-                reader.cut.cancel();
-            }
-        }
     }
 }
 

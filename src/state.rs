@@ -53,7 +53,7 @@ pub(crate) struct Shared {
     /// Pulls channels from origins (`ORIGIN_URLS`); `None` when not set.
     pub(crate) edge: Option<Arc<crate::edge::Edge>>,
     /// The lag checks of `play` readers whose writes do not drain.
-    pub(crate) play_lag: crate::play::LagSweeper,
+    pub(crate) play_lag: Arc<crate::play_lag::LagSweeper>,
     next_session: AtomicU64,
 }
 
@@ -110,7 +110,7 @@ impl Shared {
             auth,
             webhook,
             edge,
-            play_lag: crate::play::LagSweeper::default(),
+            play_lag: Arc::default(),
             next_session: AtomicU64::new(1),
         })
     }

@@ -3,6 +3,8 @@
 //! publishers, the whitelist for receivers, then the upgrade and the session
 //! task.
 
+mod play;
+
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,7 +52,7 @@ pub(crate) async fn admit(
     };
     let result = match admitted.info.kind {
         Kind::Publish => publish(req, admitted).await,
-        Kind::Play => crate::play::play(req, admitted).await,
+        Kind::Play => play::play(req, admitted).await,
         Kind::Receive | Kind::ReceiveClearCache | Kind::Probe => receive(req, admitted).await,
     };
     result.unwrap_or_else(|refusal| refused(shared, tag, refusal))

@@ -436,7 +436,7 @@ async fn api_reports_every_field_of_a_live_publisher_and_its_receivers() {
     );
     assert_eq!(
         ch["receiver_counts"],
-        serde_json::json!({"receive": 2, "receive-clear-cache": 1, "probe": 0})
+        serde_json::json!({"receive": 2, "receive-clear-cache": 1, "probe": 0, "play": 0})
     );
     let list = ch["receivers"].as_array().unwrap();
     assert_eq!(list.len(), 3);

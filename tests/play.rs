@@ -113,26 +113,7 @@ async fn webm_vp9_opus_plays_late() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fragmented_mp4_h264_aac_plays_late() {
-    let media = encode(
-        20,
-        &[
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-b:v",
-            "2M",
-            "-g",
-            "40",
-            "-c:a",
-            "aac",
-            "-movflags",
-            "frag_keyframe+empty_moov+default_base_moof",
-            "-f",
-            "mp4",
-        ],
-        true,
-    );
+    let media = fragmented_mp4_of(20);
     play_late("h264", media, "video/mp4", "h264 aac").await;
 }
 

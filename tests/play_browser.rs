@@ -9,24 +9,14 @@ mod common;
 #[path = "browser/driver.rs"]
 mod driver;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use common::media::{cut, run_tool, webm_video};
 use common::{close, send, ws, Server};
-use driver::{click, goto, js, screenshot, wait_js, Browser};
+use driver::{artifacts, click, goto, js, screenshot, wait_js, Browser};
 use fantoccini::Locator;
 
 const SCENARIO: Duration = Duration::from_secs(180);
-
-fn artifacts() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .parent()
-        .expect("target dir")
-        .join("test-artifacts");
-    std::fs::create_dir_all(&dir).expect("create target/test-artifacts");
-    dir
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_plays_the_http_stream_in_a_plain_video_element() {

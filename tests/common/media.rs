@@ -187,8 +187,13 @@ pub fn webm_video(codec: &str) -> Vec<u8> {
 
 /// 12 s of fragmented MP4 (H.264 + AAC), a keyframe every 1.6 s, about 3 MB.
 pub fn fragmented_mp4() -> Vec<u8> {
+    fragmented_mp4_of(12)
+}
+
+/// `seconds` of fragmented MP4 (H.264 + AAC at 2 Mbit/s), a keyframe every 1.6 s.
+pub fn fragmented_mp4_of(seconds: u32) -> Vec<u8> {
     encode(
-        12,
+        seconds,
         &[
             "-c:v",
             "libx264",

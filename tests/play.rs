@@ -50,6 +50,10 @@ async fn play_late(name: &str, media: Vec<u8>, content_type: &str, codecs: &str)
     for chunk in &chunks[..early] {
         send(&mut publisher, chunk.clone()).await;
     }
+    // All in the log (counted once appended) before anyone joins.
+    server
+        .wait_metric("ws_stream_chunks_in_total", |n| n == early as f64)
+        .await;
     let started = server.metric("ws_stream_receivers_started_total") as usize;
     let ffmpeg = tokio::spawn(tool(
         "ffmpeg",
@@ -255,6 +259,10 @@ async fn a_reader_that_stops_reading_is_cut_and_the_others_play_on() {
     ]);
     let mut publisher = ws(&server.url("/s/k/publish")).await;
     send(&mut publisher, payload(0, 1000)).await;
+    // In the log (counted once appended) before any reader comes.
+    server
+        .wait_metric("ws_stream_chunks_in_total", |n| n == 1.0)
+        .await;
     // Asks and never reads again.
     let mut stuck = client::connect(server.addr, Some(8 * 1024)).await;
     stuck

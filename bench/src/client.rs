@@ -34,8 +34,8 @@ pub(crate) struct Endpoint {
     pub play: bool,
 }
 
-/// Opens a WebSocket to `path`; `rcvbuf` shrinks the receive buffer first.
-pub(crate) async fn connect(ep: &Endpoint, path: &str, rcvbuf: Option<u32>) -> Result<TcpStream> {
+/// A TCP connection to `ep` with no Nagle delay; `rcvbuf` shrinks the receive buffer first.
+async fn open(ep: &Endpoint, rcvbuf: Option<u32>) -> Result<TcpStream> {
     let socket = if ep.addr.is_ipv4() {
         TcpSocket::new_v4()?
     } else {
@@ -44,8 +44,14 @@ pub(crate) async fn connect(ep: &Endpoint, path: &str, rcvbuf: Option<u32>) -> R
     if let Some(size) = rcvbuf {
         socket.set_recv_buffer_size(size)?;
     }
-    let mut stream = socket.connect(ep.addr).await.context("connect")?;
+    let stream = socket.connect(ep.addr).await.context("connect")?;
     stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+/// Opens a WebSocket to `path`; `rcvbuf` shrinks the receive buffer first.
+pub(crate) async fn connect(ep: &Endpoint, path: &str, rcvbuf: Option<u32>) -> Result<TcpStream> {
+    let mut stream = open(ep, rcvbuf).await?;
     let request = format!(
         "GET {path} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
@@ -67,16 +73,7 @@ pub(crate) async fn request_play(
     path: &str,
     rcvbuf: Option<u32>,
 ) -> Result<TcpStream> {
-    let socket = if ep.addr.is_ipv4() {
-        TcpSocket::new_v4()?
-    } else {
-        TcpSocket::new_v6()?
-    };
-    if let Some(size) = rcvbuf {
-        socket.set_recv_buffer_size(size)?;
-    }
-    let mut stream = socket.connect(ep.addr).await.context("connect")?;
-    stream.set_nodelay(true)?;
+    let mut stream = open(ep, rcvbuf).await?;
     let request = format!("GET {path} HTTP/1.1\r\nHost: {}\r\n\r\n", ep.host);
     stream.write_all(request.as_bytes()).await?;
     Ok(stream)

@@ -3,6 +3,8 @@
 //! publishers, the whitelist for receivers, then the upgrade and the session
 //! task.
 
+mod play;
+
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,14 +25,15 @@ use crate::webhook::{self, EndReason, Event};
 type UpgradeFut = fastwebsockets::upgrade::UpgradeFut;
 
 /// A streaming request that passed the checks every kind shares.
-struct Admitted<'a> {
-    shared: &'a Arc<Shared>,
-    info: SessionInfo,
-    key: &'a str,
-    slot: IpSlot,
+pub(crate) struct Admitted<'a> {
+    pub(crate) shared: &'a Arc<Shared>,
+    pub(crate) info: SessionInfo,
+    pub(crate) key: &'a str,
+    pub(crate) slot: IpSlot,
 }
 
-/// Answers `/{channel}/{key}/{kind}`: a refusal, or `101` with the session spawned.
+/// Answers `/{channel}/{key}/{kind}`: a refusal, `101` with the session spawned,
+/// or for `play` the stream's `200`.
 pub(crate) async fn admit(
     req: &mut Request<Incoming>,
     ip: IpAddr,
@@ -47,10 +50,10 @@ pub(crate) async fn admit(
         Ok(admitted) => admitted,
         Err(refusal) => return refused(shared, tag, refusal),
     };
-    let result = if admitted.info.kind == Kind::Publish {
-        publish(req, admitted).await
-    } else {
-        receive(req, admitted).await
+    let result = match admitted.info.kind {
+        Kind::Publish => publish(req, admitted).await,
+        Kind::Play => play::play(req, admitted).await,
+        Kind::Receive | Kind::ReceiveClearCache | Kind::Probe => receive(req, admitted).await,
     };
     result.unwrap_or_else(|refusal| refused(shared, tag, refusal))
 }
@@ -206,7 +209,11 @@ async fn authorized(
 
 /// The authorisation callback, for the kinds it is asked about: the last check
 /// before the upgrade (and before the coordinator). Fails closed.
-async fn callback(shared: &Shared, info: &SessionInfo, key: &str) -> Result<(), Refusal> {
+pub(crate) async fn callback(
+    shared: &Shared,
+    info: &SessionInfo,
+    key: &str,
+) -> Result<(), Refusal> {
     let Some(auth) = shared.auth.as_ref().filter(|a| a.applies(info.kind)) else {
         return Ok(());
     };
@@ -233,6 +240,7 @@ async fn receive(req: &mut Request<Incoming>, a: Admitted<'_>) -> Result<Answer,
     callback(shared, &info, key).await?;
     let (response, upgrade) = upgrade(req)?;
     let hub = shared.hub.clone();
+    let edge = shared.edge.clone();
     let key = key.to_owned();
     let limits = limits(shared, info.kind);
     let upgrade_timeout = shared.config.upgrade_timeout;
@@ -240,7 +248,11 @@ async fn receive(req: &mut Request<Incoming>, a: Admitted<'_>) -> Result<Answer,
     shared.drain.spawn(async move {
         let _slot = slot;
         if let Some(io) = finish_upgrade(upgrade, upgrade_timeout, &info).await {
-            let subscription = hub.subscribe_as(&info.channel, &key, info.kind, who(&info));
+            let (subscription, pull) =
+                hub.subscribe_or_pull(&info.channel, &key, info.kind, who(&info));
+            if let (Some(claim), Some(edge)) = (pull, &edge) {
+                edge.start(claim, info.channel.clone(), key);
+            }
             session::run_receiver(io, info, subscription, limits, drain).await;
         }
     });
@@ -280,7 +292,7 @@ fn limits(shared: &Shared, kind: Kind) -> Limits {
 
 fn upgrade(req: &mut Request<Incoming>) -> Result<(Answer, UpgradeFut), Refusal> {
     let (response, fut) = fastwebsockets::upgrade::upgrade(req).map_err(|_| Refusal::BadRequest)?;
-    Ok((response.map(|_| http_body_util::Full::default()), fut))
+    Ok((response.map(|_| crate::http::Body::default()), fut))
 }
 
 async fn finish_upgrade(

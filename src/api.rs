@@ -178,11 +178,15 @@ fn view(channel: String, broadcast: &Broadcast) -> ChannelView {
         init_segment_bytes: stats.init_bytes(),
         cache_bytes: broadcast.cache_bytes(),
     };
-    let mut receiver_counts: BTreeMap<&'static str, usize> =
-        [Kind::Receive, Kind::ReceiveClearCache, Kind::Probe]
-            .into_iter()
-            .map(|k| (k.as_str(), 0))
-            .collect();
+    let mut receiver_counts: BTreeMap<&'static str, usize> = [
+        Kind::Receive,
+        Kind::ReceiveClearCache,
+        Kind::Probe,
+        Kind::Play,
+    ]
+    .into_iter()
+    .map(|k| (k.as_str(), 0))
+    .collect();
     let mut receivers: Vec<ReceiverView> = broadcast
         .receivers()
         .into_iter()

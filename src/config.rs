@@ -12,9 +12,11 @@ use std::time::Duration;
 use crate::access::AddrSet;
 
 mod dotenv;
+mod edge;
 mod operator;
 pub mod vars;
 
+pub use self::edge::*;
 pub use self::operator::*;
 
 pub const ENV_HTTP_PORT: &str = "HTTP_PORT";
@@ -44,6 +46,7 @@ pub const ENV_INGEST_LEAD_MB: &str = "INGEST_LEAD_MB";
 pub const ENV_MAX_MESSAGE_SIZE_MB: &str = "MAX_MESSAGE_SIZE_MB";
 pub const ENV_MAX_CLIENT_MESSAGE_KB: &str = "MAX_CLIENT_MESSAGE_KB";
 pub const ENV_UPGRADE_TIMEOUT_SECONDS: &str = "UPGRADE_TIMEOUT_SECONDS";
+pub const ENV_PLAY_WAIT_SECONDS: &str = "PLAY_WAIT_SECONDS";
 pub const ENV_MAX_REQUEST_HEAD_KB: &str = "MAX_REQUEST_HEAD_KB";
 pub const ENV_PUBLISH_AUTH_TIMEOUT_SECONDS: &str = "PUBLISH_AUTH_TIMEOUT_SECONDS";
 pub const ENV_CONTROL_RETRY_SECONDS: &str = "CONTROL_RETRY_SECONDS";
@@ -96,6 +99,8 @@ pub struct Config {
     pub max_client_message_bytes: usize,
     /// Time allowed for the request head and for completing the upgrade.
     pub upgrade_timeout: Duration,
+    /// How long `GET /{channel}/{key}/play` waits for a publisher before `404 Not publishing.`
+    pub play_wait: Duration,
     pub max_request_head_bytes: usize,
     pub shutdown_grace: Duration,
     /// Where `/metrics` and `/healthz` are served; `None` = off.
@@ -104,6 +109,8 @@ pub struct Config {
     pub listen_backlog: u32,
     /// The authorisation callback, the event webhook and the API token.
     pub operator: OperatorSettings,
+    /// Pull channels without a local publisher from origins; `None` = off.
+    pub edge: Option<EdgeSettings>,
 }
 
 #[derive(Debug, Clone)]
@@ -325,6 +332,7 @@ impl<F: Fn(&str) -> Option<String>> Parser<'_, F> {
                 self.sized(ENV_MAX_CLIENT_MESSAGE_KB, 64, 1..=1 << 20) << 10,
             ),
             upgrade_timeout: self.seconds(ENV_UPGRADE_TIMEOUT_SECONDS, 10),
+            play_wait: self.seconds(ENV_PLAY_WAIT_SECONDS, 10),
             max_request_head_bytes: to_usize(
                 self.sized(ENV_MAX_REQUEST_HEAD_KB, 16, 8..=1024) << 10,
             ),
@@ -337,6 +345,7 @@ impl<F: Fn(&str) -> Option<String>> Parser<'_, F> {
             listen_backlog: u32::try_from(self.sized(ENV_LISTEN_BACKLOG, 4096, 1..=65535))
                 .unwrap_or(4096),
             operator: self.operator(),
+            edge: self.edge(),
         }
     }
 

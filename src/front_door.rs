@@ -69,18 +69,25 @@ pub(crate) enum Refusal {
     BadRequest,
     #[error("no such page")]
     NotFound,
+    #[error("no publisher within the play wait")]
+    NotPublishing,
+    #[error("stream key does not match the publisher's")]
+    InvalidStreamingKey,
 }
 
 impl Refusal {
     pub(crate) fn status(self) -> StatusCode {
         match self {
             Self::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
-            Self::InvalidChannel | Self::InvalidKey | Self::InvalidKind | Self::NotFound => {
-                StatusCode::NOT_FOUND
-            }
-            Self::AlreadyPublishing | Self::PublishDenied | Self::NotWhitelisted => {
-                StatusCode::FORBIDDEN
-            }
+            Self::InvalidChannel
+            | Self::InvalidKey
+            | Self::InvalidKind
+            | Self::NotFound
+            | Self::NotPublishing => StatusCode::NOT_FOUND,
+            Self::AlreadyPublishing
+            | Self::PublishDenied
+            | Self::NotWhitelisted
+            | Self::InvalidStreamingKey => StatusCode::FORBIDDEN,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::BadRequest => StatusCode::BAD_REQUEST,
         }
@@ -99,6 +106,8 @@ impl Refusal {
             Self::MethodNotAllowed => "Method Not Allowed\n",
             Self::BadRequest => "Bad Request\n",
             Self::NotFound => "Not found.",
+            Self::NotPublishing => "Not publishing.",
+            Self::InvalidStreamingKey => "Invalid streaming key.",
         }
     }
 
@@ -115,6 +124,8 @@ impl Refusal {
             Self::MethodNotAllowed => "method_not_allowed",
             Self::BadRequest => "bad_request",
             Self::NotFound => "not_found",
+            Self::NotPublishing => "not_publishing",
+            Self::InvalidStreamingKey => "invalid_streaming_key",
         }
     }
 

@@ -1,5 +1,6 @@
 //! The one place HTTP answers are built, and the one function that serves an
 //! accepted connection with hyper (plain or TLS, public or operator listener).
+//! An answer's body is whole, or the `play` stream (src/play.rs).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -16,7 +17,56 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioTimer;
 use tokio_util::sync::CancellationToken;
 
-pub(crate) type Answer = Response<Full<Bytes>>;
+pub(crate) type Answer = Response<Body>;
+
+/// The body of an answer: whole, or a live stream.
+#[derive(Debug)]
+pub(crate) enum Body {
+    Whole(Full<Bytes>),
+    Play(Box<crate::play::PlayBody>),
+}
+
+impl Default for Body {
+    fn default() -> Self {
+        Self::Whole(Full::default())
+    }
+}
+
+impl hyper::body::Body for Body {
+    type Data = crate::play::Batch;
+    type Error = crate::play::Cut;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        match self.get_mut() {
+            Self::Whole(full) => std::pin::Pin::new(full).poll_frame(cx).map(|frame| {
+                frame.map(|f| Ok(f.unwrap_or_else(|n| match n {}).map_data(Into::into)))
+            }),
+            Self::Play(play) => std::pin::Pin::new(&mut **play).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Self::Whole(full) => full.is_end_stream(),
+            Self::Play(play) => play.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        match self {
+            Self::Whole(full) => full.size_hint(),
+            Self::Play(_) => hyper::body::SizeHint::default(),
+        }
+    }
+}
+
+/// Set on every request of a connection: cancelling it drops the connection at
+/// once, without finishing the answer (a `play` reader cut for lagging).
+#[derive(Debug, Clone)]
+pub(crate) struct ConnCut(pub(crate) CancellationToken);
 
 pub(crate) const TEXT_PLAIN: &str = "text/plain; charset=utf-8";
 
@@ -27,7 +77,7 @@ pub(crate) fn text(status: StatusCode, body: &'static str) -> Answer {
 
 /// An answer with any body and content type.
 pub(crate) fn with_body(status: StatusCode, content_type: &'static str, body: Bytes) -> Answer {
-    let mut response = Response::new(Full::new(body));
+    let mut response = Response::new(Body::Whole(Full::new(body)));
     *response.status_mut() = status;
     response
         .headers_mut()
@@ -70,8 +120,11 @@ pub(crate) async fn serve<I, H, F>(
     H: Fn(Request<Incoming>) -> F + Send + Clone + 'static,
     F: Future<Output = Answer> + Send,
 {
-    let service = service_fn(move |req| {
+    let cut = CancellationToken::new();
+    let conn_cut = ConnCut(cut.clone());
+    let service = service_fn(move |mut req: Request<Incoming>| {
         let handler = handler.clone();
+        req.extensions_mut().insert(conn_cut.clone());
         async move { Ok::<_, Infallible>(handler(req).await) }
     });
     let mut builder = http1::Builder::new();
@@ -89,8 +142,12 @@ pub(crate) async fn serve<I, H, F>(
         result = conn.as_mut() => result,
         () = drain.cancelled() => {
             conn.as_mut().graceful_shutdown();
-            conn.await
+            tokio::select! {
+                result = conn.as_mut() => result,
+                () = cut.cancelled() => Ok(()),
+            }
         }
+        () = cut.cancelled() => Ok(()),
     };
     if let Err(e) = result {
         tracing::debug!(client.addr = %ip, error = %e, "http connection ended with an error");

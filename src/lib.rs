@@ -8,10 +8,12 @@
 //! channel and keeps each broadcast's chunk log (the cache and the receivers'
 //! shared queue), and `session` runs the WebSocket loops: the publisher's
 //! reader appends chunks, each receiver's writer task sends them from its own
-//! cursor. `config` reads the environment (and `.env`), `fdlimit` raises the
+//! cursor; `play` serves the same cursor as one chunked HTTP body for players
+//! without our protocol. `config` reads the environment (and `.env`), `fdlimit` raises the
 //! open-files limit, `access` holds the whitelists and
 //! the per-IP limit, `control` is the optional coordinator link, `media`
-//! follows the container for late joiners, `metrics` is the registry.
+//! follows the container for late joiners, `metrics` is the registry, `edge`
+//! pulls channels without a local publisher from origin servers (`ORIGIN_URLS`).
 //! The wire protocol is stated in `docs/PROTOCOL.md`.
 
 mod access;
@@ -22,6 +24,7 @@ pub mod cli;
 mod clock;
 pub mod config;
 pub mod control;
+mod edge;
 pub mod fdlimit;
 mod front_door;
 mod http;
@@ -30,6 +33,8 @@ pub mod logging;
 pub mod media;
 mod metrics;
 mod outbound;
+mod play;
+mod play_lag;
 mod server;
 mod session;
 mod signal;

@@ -65,6 +65,10 @@ pub(crate) struct Metrics {
     pub(crate) auth_requests: Family<OutcomeLabel, Counter>,
     pub(crate) auth_seconds: Latency,
     pub(crate) webhook_events: Family<OutcomeLabel, Counter>,
+    upstreams: Family<StateLabel, Gauge>,
+    pub(crate) upstream_failures: Family<ReasonLabel, Counter>,
+    pub(crate) pulls_started: Counter,
+    pub(crate) pulls_ended: Family<ReasonLabel, Counter>,
     channels_active: Gauge,
     cache_bytes: Gauge<u64, AtomicU64>,
     control_connected: Gauge,
@@ -171,6 +175,26 @@ impl Metrics {
             self.webhook_events.clone(),
         );
         r.register(
+            "edge_upstreams",
+            "Upstream connections of an edge by state (connecting, waiting for a publisher, streaming)",
+            self.upstreams.clone(),
+        );
+        r.register(
+            "edge_upstream_failures",
+            "Upstream connections that failed, by reason (connect, refused, closed, idle, lost)",
+            self.upstream_failures.clone(),
+        );
+        r.register(
+            "edge_pulls_started",
+            "Channels an edge started pulling from its origins",
+            self.pulls_started.clone(),
+        );
+        r.register(
+            "edge_pulls_ended",
+            "Pulls that ended, by reason (end, lost, invalid_key, linger, killed, shutdown)",
+            self.pulls_ended.clone(),
+        );
+        r.register(
             "channels_active",
             "Channels with an active publisher",
             self.channels_active.clone(),
@@ -247,6 +271,16 @@ impl Open {
         Self::on(
             metrics
                 .receivers
+                .get_or_create(&StateLabel { state })
+                .clone(),
+        )
+    }
+
+    /// An edge's upstream connection in `state`: `connecting`, `waiting` or `streaming`.
+    pub(crate) fn upstream(metrics: &Metrics, state: &'static str) -> Self {
+        Self::on(
+            metrics
+                .upstreams
                 .get_or_create(&StateLabel { state })
                 .clone(),
         )

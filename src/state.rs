@@ -50,6 +50,10 @@ pub(crate) struct Shared {
     pub(crate) auth: Option<crate::auth::AuthHook>,
     /// The event webhook (`EVENT_WEBHOOK_URL`); `None` when not set.
     pub(crate) webhook: Option<Arc<crate::webhook::Webhook>>,
+    /// Pulls channels from origins (`ORIGIN_URLS`); `None` when not set.
+    pub(crate) edge: Option<Arc<crate::edge::Edge>>,
+    /// The lag checks of `play` readers whose writes do not drain.
+    pub(crate) play_lag: Arc<crate::play_lag::LagSweeper>,
     next_session: AtomicU64,
 }
 
@@ -66,6 +70,7 @@ impl Shared {
             receiver_queue_bytes: config.receiver_queue_bytes,
             lagging: config.lagging_receivers,
             ingest_lead_bytes: config.ingest_lead_bytes(),
+            pull: config.edge.is_some(),
         };
         let hub = Hub::with_events(settings, webhook.clone(), Some(metrics.clone()));
         let limiter = IpLimiter::new(
@@ -81,15 +86,33 @@ impl Shared {
             .auth
             .clone()
             .map(|settings| crate::auth::AuthHook::new(settings, metrics.clone()));
+        let drain = Drain::default();
+        let edge = config.edge.clone().map(|settings| {
+            let limits = crate::edge::UpstreamLimits {
+                heartbeat: config.heartbeat,
+                idle_timeout: config.idle_timeout,
+                max_message_bytes: config.max_message_bytes,
+            };
+            crate::edge::Edge::new(
+                settings,
+                limits,
+                hub.clone(),
+                metrics.clone(),
+                drain.signal.clone(),
+                drain.tasks.clone(),
+            )
+        });
         Arc::new(Self {
             config,
             hub,
             limiter,
             control,
             metrics,
-            drain: Drain::default(),
+            drain,
             auth,
             webhook,
+            edge,
+            play_lag: Arc::default(),
             next_session: AtomicU64::new(1),
         })
     }

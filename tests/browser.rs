@@ -22,7 +22,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use common::{next_within, Got, Server, Ws};
-use driver::{click, goto, js, screenshot, type_into, wait_js, Browser};
+use driver::{artifacts, click, goto, js, screenshot, type_into, wait_js, Browser};
 use fantoccini::Client;
 use futures_util::SinkExt;
 use media::HlsEncoder;
@@ -33,15 +33,6 @@ const KEY: &str = "k3y_Browser-1";
 /// Whole-scenario bound; every step inside has its own, shorter one.
 const SCENARIO: Duration = Duration::from_secs(240);
 const STATE: Duration = Duration::from_secs(45);
-
-fn artifacts() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .parent()
-        .expect("target dir")
-        .join("test-artifacts");
-    std::fs::create_dir_all(&dir).expect("create target/test-artifacts");
-    dir
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn page_publishes_plays_probes_and_feeds_hls() {

@@ -16,11 +16,10 @@ mod common;
 #[path = "browser/driver.rs"]
 mod driver;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use common::Server;
-use driver::{click, goto, js, screenshot, wait_js, Browser};
+use driver::{artifacts, click, goto, js, screenshot, wait_js, Browser};
 use fantoccini::Client;
 use serde_json::Value;
 
@@ -31,15 +30,6 @@ const STATE: Duration = Duration::from_secs(45);
 /// How long playback is watched, and the longest stand-still allowed.
 const WATCH: Duration = Duration::from_secs(15);
 const MAX_FREEZE: f64 = 1.5;
-
-fn artifacts() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .parent()
-        .expect("target dir")
-        .join("test-artifacts");
-    std::fs::create_dir_all(&dir).expect("create target/test-artifacts");
-    dir
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn firefox_plays_firefox_and_chromium_publishers_without_freezing() {

@@ -91,6 +91,11 @@ async fn metrics_reflect_a_scripted_session() {
             next_binary(r).await;
         }
     }
+    // A writer counts a chunk once its write returned, which may be just after
+    // the receiver read it.
+    server
+        .wait_metric("ws_stream_chunks_out_total", |n| n == 6.0)
+        .await;
     let text = get(addr, "/metrics").1;
     assert_eq!(metric(&text, "ws_stream_chunks_in_total"), 3.0);
     assert_eq!(metric(&text, "ws_stream_bytes_in_total"), 300.0);

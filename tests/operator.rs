@@ -436,7 +436,7 @@ async fn api_reports_every_field_of_a_live_publisher_and_its_receivers() {
     );
     assert_eq!(
         ch["receiver_counts"],
-        serde_json::json!({"receive": 2, "receive-clear-cache": 1, "probe": 0})
+        serde_json::json!({"receive": 2, "receive-clear-cache": 1, "probe": 0, "play": 0})
     );
     let list = ch["receivers"].as_array().unwrap();
     assert_eq!(list.len(), 3);
@@ -757,8 +757,38 @@ async fn webhook_reports_the_coordinators_kill() {
 /// request at all, a publisher is admitted, its chunks reach the receiver, it
 /// ends, and the next one starts, while every event it caused still hangs.
 /// (Had any of these waited for the webhook, the test would time out.)
+/// Publishes `n` chunks one at a time and returns each one's publish-to-receive time.
+async fn round_trips(publisher: &mut Ws, receiver: &mut Ws, n: usize) -> Vec<Duration> {
+    let mut times = Vec::with_capacity(n);
+    for seq in 0..n as u64 {
+        let chunk = payload(seq, 4096);
+        let sent = Instant::now();
+        send(publisher, chunk.clone()).await;
+        assert_eq!(next_binary(receiver).await, chunk, "chunk {seq}");
+        times.push(sent.elapsed());
+    }
+    times.sort_unstable();
+    times
+}
+
+/// Median and p99 of sorted durations, in microseconds.
+fn median_p99(sorted: &[Duration]) -> (u128, u128) {
+    let at = |q: f64| sorted[((sorted.len() - 1) as f64 * q).round() as usize].as_micros();
+    (at(0.5), at(0.99))
+}
+
 #[tokio::test]
 async fn a_hanging_webhook_delays_neither_publishing_nor_delivery() {
+    const CHUNKS: usize = 400;
+    // The same round trips without any webhook, for comparison (printed, not asserted).
+    let plain = Server::start(&[]);
+    let mut publisher = ws(&plain.url(&format!("/hang/{KEY}/publish"))).await;
+    let mut receiver = ws(&plain.url(&format!("/hang/{KEY}/receive"))).await;
+    plain.wait_playing(1).await;
+    let without = round_trips(&mut publisher, &mut receiver, CHUNKS).await;
+    close(publisher).await;
+    assert_eq!(expect_close(&mut receiver).await, Some(1000));
+
     let hook = Hook::start(Reply::Hang).await;
     let url = hook.url("/events");
     let server = Server::start(&[
@@ -770,11 +800,13 @@ async fn a_hanging_webhook_delays_neither_publishing_nor_delivery() {
     hook.wait_count(1).await;
     let mut receiver = ws(&server.url(&format!("/hang/{KEY}/receive"))).await;
     server.wait_playing(1).await;
-    for seq in 0..200 {
-        let chunk = payload(seq, 4096);
-        send(&mut publisher, chunk.clone()).await;
-        assert_eq!(next_binary(&mut receiver).await, chunk);
-    }
+    let with = round_trips(&mut publisher, &mut receiver, CHUNKS).await;
+    let (m0, p0) = median_p99(&without);
+    let (m1, p1) = median_p99(&with);
+    println!(
+        "chunk latency over {CHUNKS} round trips of 4 KiB: without webhook median {m0} us p99 {p0} us; \
+         with a hanging webhook median {m1} us p99 {p1} us"
+    );
     close(publisher).await;
     assert_eq!(expect_close(&mut receiver).await, Some(1000));
     server

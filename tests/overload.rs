@@ -345,7 +345,7 @@ async fn a_throttled_webm_receiver_skips_to_a_cluster_and_still_decodes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_throttled_fmp4_receiver_skips_to_a_moof_and_still_decodes() {
-    check_skipped_media("fmp4", fmp4_video(30)).await;
+    check_skipped_media("fmp4", fragmented_mp4_of(30)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -339,3 +339,104 @@ async fn https_callback_and_webhook_are_verified_against_the_system_roots() {
         "no request may reach an unverified endpoint"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn play_over_https_is_the_same_stream() {
+    let ca = Ca::new();
+    let dir = tempfile::tempdir().unwrap();
+    write_pair(dir.path(), &ca.leaf());
+    let server = tls_server(dir.path(), &[]);
+    let chunks: Vec<Vec<u8>> = (0..50u64)
+        .map(|i| payload(i, 1 + (i as usize * 7919) % 150_000))
+        .collect();
+    let mut publisher = wss(&ca, &server, "/tls/k/publish").await;
+    send(&mut publisher, chunks[0].clone()).await;
+    let connector = tokio_rustls::TlsConnector::from(ca.client_config());
+    let tcp = TcpStream::connect(server.https_addr()).await.unwrap();
+    let tls = tokio::time::timeout(
+        STEP,
+        connector.connect(ServerName::try_from("127.0.0.1").unwrap(), tcp),
+    )
+    .await
+    .expect("handshake in time")
+    .expect("handshake");
+    let reader = common::http::request(tls, "GET", "/tls/k/play").await;
+    assert_eq!(reader.status, 200);
+    assert_eq!(
+        reader.header("content-type"),
+        Some("application/octet-stream")
+    );
+    let reader = tokio::spawn(reader.collect());
+    for chunk in &chunks[1..] {
+        send(&mut publisher, chunk.clone()).await;
+    }
+    close(publisher).await;
+    let (body, end) = reader.await.unwrap();
+    assert_eq!(end, common::http::BodyEnd::Clean);
+    assert!(body == chunks.concat(), "byte-exact over https");
+}
+
+#[tokio::test]
+async fn an_edge_pulls_over_wss_verified_against_the_system_roots() {
+    let ca = Ca::new();
+    let dir = tempfile::tempdir().unwrap();
+    write_pair(dir.path(), &ca.leaf());
+    let origin = tls_server(dir.path(), &[]);
+    let roots = dir.path().join("roots.pem");
+    std::fs::write(&roots, ca.issuer.pem()).unwrap();
+    let roots = roots.display().to_string();
+    let origins = format!("wss://127.0.0.1:{}", origin.https_addr().port());
+    let edge = Server::process(&[
+        ("SSL_CERT_FILE", roots.as_str()),
+        ("ORIGIN_URLS", origins.as_str()),
+        ("METRICS_ADDRESS", "127.0.0.1:0"),
+    ]);
+    let mut publisher = ws(&origin.url("/cascade/k/publish")).await;
+    let mut receiver = ws(&edge.url("/cascade/k/receive")).await;
+    // The edge's upstream waits at the origin like any receiver.
+    origin.wait_playing(1).await;
+    assert_eq!(
+        origin.metric("ws_stream_connections{kind=\"receive\"}"),
+        1.0
+    );
+    for i in 0..50u64 {
+        send(
+            &mut publisher,
+            payload(i, 1 + (i as usize * 7919) % 100_000),
+        )
+        .await;
+    }
+    for i in 0..50u64 {
+        let want = payload(i, 1 + (i as usize * 7919) % 100_000);
+        assert!(
+            next_binary(&mut receiver).await == want,
+            "chunk {i} over wss"
+        );
+    }
+    close(publisher).await;
+    assert_eq!(expect_close(&mut receiver).await, Some(1000));
+
+    // An edge that trusts another CA never gets the stream: the handshake fails.
+    let stranger = Ca::new();
+    let other_roots = dir.path().join("other.pem");
+    std::fs::write(&other_roots, stranger.issuer.pem()).unwrap();
+    let other_roots = other_roots.display().to_string();
+    let wary = Server::process(&[
+        ("SSL_CERT_FILE", other_roots.as_str()),
+        ("ORIGIN_URLS", origins.as_str()),
+        ("METRICS_ADDRESS", "127.0.0.1:0"),
+    ]);
+    let mut publisher = ws(&origin.url("/cascade/k/publish")).await;
+    let _waiting = ws(&wary.url("/cascade/k/receive")).await;
+    wary.wait_metric(
+        "ws_stream_edge_upstream_failures_total{reason=\"connect\"}",
+        |n| n >= 1.0,
+    )
+    .await;
+    send(&mut publisher, payload(1, 1000)).await;
+    // Only the publisher is on the origin: no upstream got through.
+    assert_eq!(
+        origin.metric("ws_stream_connections{kind=\"receive\"}"),
+        0.0
+    );
+}

@@ -29,10 +29,13 @@ pub(crate) struct Endpoint {
     /// Publishers mask their frames (a real server); the ceiling relay gets
     /// the unmasked frames a server would send, and copies them verbatim.
     pub masked: bool,
+    /// Receivers use `GET /{channel}/{key}/play` (plain HTTP, chunked body)
+    /// instead of a WebSocket `receive`.
+    pub play: bool,
 }
 
-/// Opens a WebSocket to `path`; `rcvbuf` shrinks the receive buffer first.
-pub(crate) async fn connect(ep: &Endpoint, path: &str, rcvbuf: Option<u32>) -> Result<TcpStream> {
+/// A TCP connection to `ep` with no Nagle delay; `rcvbuf` shrinks the receive buffer first.
+async fn open(ep: &Endpoint, rcvbuf: Option<u32>) -> Result<TcpStream> {
     let socket = if ep.addr.is_ipv4() {
         TcpSocket::new_v4()?
     } else {
@@ -41,8 +44,14 @@ pub(crate) async fn connect(ep: &Endpoint, path: &str, rcvbuf: Option<u32>) -> R
     if let Some(size) = rcvbuf {
         socket.set_recv_buffer_size(size)?;
     }
-    let mut stream = socket.connect(ep.addr).await.context("connect")?;
+    let stream = socket.connect(ep.addr).await.context("connect")?;
     stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+/// Opens a WebSocket to `path`; `rcvbuf` shrinks the receive buffer first.
+pub(crate) async fn connect(ep: &Endpoint, path: &str, rcvbuf: Option<u32>) -> Result<TcpStream> {
+    let mut stream = open(ep, rcvbuf).await?;
     let request = format!(
         "GET {path} HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
@@ -54,6 +63,19 @@ pub(crate) async fn connect(ep: &Endpoint, path: &str, rcvbuf: Option<u32>) -> R
     if !status.starts_with("HTTP/1.1 101") {
         bail!("upgrade refused: {status:?}");
     }
+    Ok(stream)
+}
+
+/// Sends `GET path` for HTTP playback; the answer's head comes once the
+/// channel has a publisher, so the reader reads it ([`crate::receiver`]).
+pub(crate) async fn request_play(
+    ep: &Endpoint,
+    path: &str,
+    rcvbuf: Option<u32>,
+) -> Result<TcpStream> {
+    let mut stream = open(ep, rcvbuf).await?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {}\r\n\r\n", ep.host);
+    stream.write_all(request.as_bytes()).await?;
     Ok(stream)
 }
 

@@ -51,6 +51,26 @@ struct Common {
     /// PID of the server under test, for its CPU time and RSS from /proc.
     #[arg(long, global = true)]
     server_pid: Option<u32>,
+    /// A cascade: publishers on this server (its PID: --server-pid), receivers on
+    /// --receive-target; measured beside the direct fan-out from this server.
+    #[arg(
+        long,
+        global = true,
+        requires = "receive_target",
+        conflicts_with = "target"
+    )]
+    publish_target: Option<String>,
+    /// Servers receivers connect to, spread round robin (edges of --publish-target).
+    #[arg(
+        long,
+        global = true,
+        value_delimiter = ',',
+        requires = "publish_target"
+    )]
+    receive_target: Vec<String>,
+    /// PIDs of the --receive-target servers, sampled together.
+    #[arg(long, global = true, value_delimiter = ',')]
+    receive_pid: Vec<u32>,
     /// Allow a --target that is not a loopback address.
     #[arg(long, global = true)]
     allow_remote: bool,
@@ -63,6 +83,17 @@ struct Common {
     /// Skip the ceiling relay.
     #[arg(long, global = true)]
     no_ceiling: bool,
+    /// How the server's receivers read: WebSocket `receive`, HTTP `play`
+    /// (chunked body), or `both` (two sides of the same run, interleaved).
+    #[arg(long, global = true, value_enum, default_value_t = ReceiveKind::Receive)]
+    receive_kind: ReceiveKind,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ReceiveKind {
+    Receive,
+    Play,
+    Both,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -190,17 +221,32 @@ fn check_bounds(c: &Common, receivers: usize) -> Result<()> {
     Ok(())
 }
 
-async fn targets(c: &Common) -> Result<(Option<Target>, Option<Relay>)> {
-    let ours = match &c.target {
-        Some(url) => Some(target::server(url, c.allow_remote, c.server_pid).await?),
-        None => None,
-    };
+async fn targets(c: &Common) -> Result<(Vec<Target>, Option<Relay>)> {
+    let mut ours = Vec::new();
+    if let Some(url) = &c.target {
+        let kinds: &[bool] = match c.receive_kind {
+            ReceiveKind::Receive => &[false],
+            ReceiveKind::Play => &[true],
+            ReceiveKind::Both => &[false, true],
+        };
+        for &play in kinds {
+            ours.push(target::server(url, c.allow_remote, c.server_pid, play).await?);
+        }
+    }
+    if let Some(publish) = &c.publish_target {
+        let (remote, pid) = (c.allow_remote, c.server_pid);
+        let cascade = target::cascade(publish, &c.receive_target, remote, pid, &c.receive_pid);
+        ours.push(cascade.await?);
+        let mut direct = target::server(publish, remote, pid, false).await?;
+        direct.name = "direct";
+        ours.push(direct);
+    }
     let relay = if c.no_ceiling {
         None
     } else {
         Some(Relay::start()?)
     };
-    if ours.is_none() && relay.is_none() {
+    if ours.is_empty() && relay.is_none() {
         bail!("nothing to measure: give --target or drop --no-ceiling");
     }
     Ok((ours, relay))
@@ -262,7 +308,7 @@ async fn run(cli: Cli) -> Result<u64> {
             load: l,
         } => {
             check_bounds(c, receivers + stuck)?;
-            let Some(t) = &ours else {
+            let Some(t) = ours.first() else {
                 bail!("slow needs --target")
             };
             scenario::slow(t, &load(c, l)?, *receivers, *stuck).await

@@ -5,7 +5,7 @@ use crate::stats::Spread;
 use crate::traffic::Outcome;
 
 /// Names of the figures of a traffic run, in table order.
-pub(crate) const TRAFFIC: [&str; 10] = [
+pub(crate) const TRAFFIC: [&str; 12] = [
     "delivered MB/s",
     "chunks/s",
     "latency p50 ms",
@@ -16,6 +16,8 @@ pub(crate) const TRAFFIC: [&str; 10] = [
     "server CPU s per Gbit",
     "tool CPU s",
     "server peak RSS MiB",
+    "receive targets' CPU s",
+    "receive targets' CPU s per Gbit",
 ];
 
 /// The figures of one run, `None` where not measured.
@@ -34,6 +36,8 @@ pub(crate) fn traffic_figures(o: &Outcome) -> Vec<Option<f64>> {
         o.server.map(|u| u.cpu_s / gbit.max(1e-9)),
         o.tool.map(|u| u.cpu_s),
         o.server.map(|u| u.peak_rss_kib as f64 / 1024.0),
+        o.edges.map(|u| u.cpu_s),
+        o.edges.map(|u| u.cpu_s / gbit.max(1e-9)),
     ]
 }
 

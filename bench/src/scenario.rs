@@ -89,7 +89,7 @@ pub(crate) async fn compare(
                 0,
                 tag(&format!("{}{t}", target.name), run),
             );
-            let o = traffic::run(&target.endpoint, &plan, target.proc.as_ref()).await?;
+            let o = traffic::run(target, &plan).await?;
             note_errors(target.name, run, &o, &mut errors);
             eprintln!(
                 "{title} [{}] run {run}: {:.0} MB/s, p99 {:.1} ms, errors {}",
@@ -124,7 +124,7 @@ pub(crate) async fn slow(
     for run in 0..load.runs {
         for (count, into) in [(0, &mut without), (stuck, &mut with)] {
             let plan = load.plan(1, healthy, count, tag(&format!("slow{count}"), run));
-            let o = traffic::run(&target.endpoint, &plan, target.proc.as_ref()).await?;
+            let o = traffic::run(target, &plan).await?;
             note_errors(target.name, run, &o, &mut errors);
             eprintln!(
                 "slow [{} stuck] run {run}: p99 {:.1} ms, errors {}, stuck ends {:?}",

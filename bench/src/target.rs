@@ -15,23 +15,74 @@ use crate::procstat::Proc;
 /// One side of a comparison: where to connect and which process to sample.
 pub(crate) struct Target {
     pub name: &'static str,
+    /// Where publishers connect (and receivers, unless `receive` is set).
     pub endpoint: Endpoint,
     pub proc: Option<Proc>,
+    /// Where receivers connect instead, spread round robin (a cascade's edges).
+    pub receive: Vec<Endpoint>,
+    /// The processes behind `receive`, sampled together.
+    pub receive_procs: Vec<Proc>,
+}
+
+impl Target {
+    /// Where receiver `i` connects.
+    pub(crate) fn receiver_endpoint(&self, i: usize) -> &Endpoint {
+        match self.receive.len() {
+            0 => &self.endpoint,
+            n => &self.receive[i % n],
+        }
+    }
 }
 
 /// Resolves a `ws://HOST:PORT` URL; refuses non-loopback hosts unless allowed.
-pub(crate) async fn server(url: &str, allow_remote: bool, pid: Option<u32>) -> Result<Target> {
-    let parsed = url::Url::parse(url).with_context(|| format!("invalid --target {url:?}"))?;
+pub(crate) async fn server(
+    url: &str,
+    allow_remote: bool,
+    pid: Option<u32>,
+    play: bool,
+) -> Result<Target> {
+    Ok(Target {
+        name: if play { "ours-play" } else { "ours" },
+        endpoint: endpoint(url, allow_remote, play).await?,
+        proc: pid.map(Proc::pid),
+        receive: Vec::new(),
+        receive_procs: Vec::new(),
+    })
+}
+
+/// A cascade: publishers on `publish`, receivers spread over `receive`.
+pub(crate) async fn cascade(
+    publish: &str,
+    receive: &[String],
+    allow_remote: bool,
+    pid: Option<u32>,
+    receive_pids: &[u32],
+) -> Result<Target> {
+    let mut endpoints = Vec::new();
+    for url in receive {
+        endpoints.push(endpoint(url, allow_remote, false).await?);
+    }
+    Ok(Target {
+        name: "cascade",
+        endpoint: endpoint(publish, allow_remote, false).await?,
+        proc: pid.map(Proc::pid),
+        receive: endpoints,
+        receive_procs: receive_pids.iter().copied().map(Proc::pid).collect(),
+    })
+}
+
+async fn endpoint(url: &str, allow_remote: bool, play: bool) -> Result<Endpoint> {
+    let parsed = url::Url::parse(url).with_context(|| format!("invalid target {url:?}"))?;
     if parsed.scheme() != "ws" {
-        bail!("--target must be a ws:// URL (wss is not supported)");
+        bail!("{url}: targets must be ws:// URLs (wss is not supported)");
     }
     let host = parsed
         .host_str()
-        .context("--target has no host")?
+        .with_context(|| format!("{url} has no host"))?
         .to_owned();
     let port = parsed
         .port_or_known_default()
-        .context("--target has no port")?;
+        .with_context(|| format!("{url} has no port"))?;
     let lookup = host
         .trim_start_matches('[')
         .trim_end_matches(']')
@@ -39,18 +90,17 @@ pub(crate) async fn server(url: &str, allow_remote: bool, pid: Option<u32>) -> R
     let addrs: Vec<SocketAddr> = tokio::net::lookup_host((lookup.as_str(), port))
         .await?
         .collect();
-    let addr = *addrs.first().context("--target resolves to nothing")?;
+    let addr = *addrs
+        .first()
+        .with_context(|| format!("{url} resolves to nothing"))?;
     if !allow_remote && !addrs.iter().all(|a| a.ip().is_loopback()) {
-        bail!("--target {url} is not a loopback address; pass --allow-remote to measure it");
+        bail!("target {url} is not a loopback address; pass --allow-remote to measure it");
     }
-    Ok(Target {
-        name: "ours",
-        endpoint: Endpoint {
-            addr,
-            host: format!("{host}:{port}"),
-            masked: true,
-        },
-        proc: pid.map(Proc::pid),
+    Ok(Endpoint {
+        addr,
+        host: format!("{host}:{port}"),
+        masked: true,
+        play,
     })
 }
 
@@ -95,8 +145,11 @@ impl Relay {
                     addr,
                     host: addr.to_string(),
                     masked: false,
+                    play: false,
                 },
                 proc: Some(Proc::pid(pid)),
+                receive: Vec::new(),
+                receive_procs: Vec::new(),
             },
         })
     }

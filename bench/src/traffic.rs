@@ -18,6 +18,7 @@ use crate::procstat::{self, Proc, Usage};
 use crate::publisher;
 use crate::receiver::{self, RecvReport, StuckEnd};
 use crate::stats::Histogram;
+use crate::target::Target;
 
 /// Connections opened at once.
 const CONNECT_PARALLEL: usize = 64;
@@ -90,6 +91,8 @@ pub(crate) struct Outcome {
     pub failures: Vec<String>,
     pub stuck: Vec<StuckEnd>,
     pub server: Option<Usage>,
+    /// The receive targets' processes together (a cascade's edges).
+    pub edges: Option<Usage>,
     pub tool: Option<Usage>,
 }
 
@@ -115,7 +118,15 @@ pub(crate) async fn connect_many(
         let (ep, gate) = (ep.clone(), gate.clone());
         set.spawn(async move {
             let _permit = gate.acquire_owned().await?;
-            let s = tokio::time::timeout(CONNECT_TIMEOUT, client::connect(&ep, &p, rcvbuf))
+            let receiver = ep.play && !p.ends_with("/publish");
+            let connect = async {
+                if receiver {
+                    client::request_play(&ep, &p, rcvbuf).await
+                } else {
+                    client::connect(&ep, &p, rcvbuf).await
+                }
+            };
+            let s = tokio::time::timeout(CONNECT_TIMEOUT, connect)
                 .await
                 .context("connect timed out")??;
             Ok::<_, anyhow::Error>((i, s))
@@ -132,10 +143,16 @@ pub(crate) async fn connect_many(
     Ok(out.into_iter().flatten().collect())
 }
 
-/// Runs `plan` against `ep`; `server` is sampled for CPU and peak RSS.
-pub(crate) async fn run(ep: &Endpoint, plan: &Plan, server: Option<&Proc>) -> Result<Outcome> {
+/// Runs `plan` against `target`: publishers on its endpoint, receivers spread
+/// over its receive endpoints; its processes are sampled for CPU and peak RSS.
+pub(crate) async fn run(target: &Target, plan: &Plan) -> Result<Outcome> {
     let (m, k) = (plan.channels, plan.receivers);
+    let ep = &target.endpoint;
+    let server = target.proc.as_ref();
     if let Some(p) = server {
+        p.reset_peak();
+    }
+    for p in &target.receive_procs {
         p.reset_peak();
     }
     let shared = Arc::new(Shared {
@@ -149,21 +166,27 @@ pub(crate) async fn run(ep: &Endpoint, plan: &Plan, server: Option<&Proc>) -> Re
         masked: ep.masked,
     });
     let guard = shared.stop.clone().drop_guard();
-    let healthy_paths = (0..m * k)
-        .map(|i| path(plan, i / k.max(1), "receive"))
-        .collect();
-    let healthy = connect_many(ep, healthy_paths, None).await?;
+    let kind = if ep.play { "play" } else { "receive" };
+    let healthy = connect_receivers(target, plan, m * k).await?;
     let stuck_paths = (0..m * plan.stuck)
-        .map(|i| path(plan, i / plan.stuck.max(1), "receive"))
+        .map(|i| path(plan, i / plan.stuck.max(1), kind))
         .collect();
     let stuck = connect_many(ep, stuck_paths, Some(16 * 1024)).await?;
     let mut receivers = JoinSet::new();
     for (i, s) in healthy.into_iter().enumerate() {
-        receivers.spawn(receiver::healthy(s, shared.clone(), i));
+        if ep.play {
+            receivers.spawn(receiver::healthy_play(s, shared.clone(), i));
+        } else {
+            receivers.spawn(receiver::healthy(s, shared.clone(), i));
+        }
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Play requests were only sent: give the server time to register them
+    // all as waiting, so that each gets the stream from its first chunk.
+    let settle = if ep.play { 1000 } else { 200 };
+    tokio::time::sleep(Duration::from_millis(settle)).await;
     let pubs = connect_many(ep, (0..m).map(|c| path(plan, c, "publish")).collect(), None).await?;
     let (server_before, tool_before) = (server.and_then(Proc::sample), Proc::this().sample());
+    let edges_before = sample_all(&target.receive_procs);
     let start = Instant::now();
     let mut publishers = JoinSet::new();
     for (c, s) in pubs.into_iter().enumerate() {
@@ -171,10 +194,12 @@ pub(crate) async fn run(ep: &Endpoint, plan: &Plan, server: Option<&Proc>) -> Re
     }
     wait_for_end(&shared, &mut receivers, plan).await;
     let (server_after, tool_after) = (server.and_then(Proc::sample), Proc::this().sample());
-    let stuck_ends = receiver::drain_stuck(stuck, shared.plan.chunk).await;
+    let edges_after = sample_all(&target.receive_procs);
+    let stuck_ends = receiver::drain_stuck(stuck, shared.plan.chunk, ep.play).await;
     drop(guard);
     let mut out = Outcome {
         server: procstat::usage(server_before, server_after),
+        edges: summed(edges_before, edges_after),
         tool: procstat::usage(tool_before, tool_after),
         stuck: stuck_ends,
         ..Outcome::default()
@@ -192,6 +217,50 @@ pub(crate) async fn run(ep: &Endpoint, plan: &Plan, server: Option<&Proc>) -> Re
         bail!("nothing was published: {:?}", out.failures);
     }
     Ok(out)
+}
+
+/// Opens `count` healthy receivers (channel-major), receiver `i` on its target's
+/// `i`-th receive endpoint (round robin), keeping their order.
+async fn connect_receivers(target: &Target, plan: &Plan, count: usize) -> Result<Vec<TcpStream>> {
+    let k = plan.receivers.max(1);
+    let spread = target.receive.len().max(1);
+    let mut slots: Vec<Option<TcpStream>> = (0..count).map(|_| None).collect();
+    for e in 0..spread {
+        let mine: Vec<usize> = (0..count).filter(|i| i % spread == e).collect();
+        let ep = target.receiver_endpoint(e);
+        let kind = if ep.play { "play" } else { "receive" };
+        let paths = mine.iter().map(|i| path(plan, i / k, kind)).collect();
+        let streams = connect_many(ep, paths, None).await?;
+        for (i, s) in mine.into_iter().zip(streams) {
+            slots[i] = Some(s);
+        }
+    }
+    Ok(slots.into_iter().flatten().collect())
+}
+
+fn sample_all(procs: &[Proc]) -> Option<Vec<procstat::Sample>> {
+    procs
+        .iter()
+        .map(Proc::sample)
+        .collect::<Option<Vec<_>>>()
+        .filter(|v| !v.is_empty())
+}
+
+/// What several processes used together: CPU summed, the largest peak.
+fn summed(
+    before: Option<Vec<procstat::Sample>>,
+    after: Option<Vec<procstat::Sample>>,
+) -> Option<Usage> {
+    let (before, after) = (before?, after?);
+    let each: Option<Vec<Usage>> = before
+        .into_iter()
+        .zip(after)
+        .map(|(b, a)| procstat::usage(Some(b), Some(a)))
+        .collect();
+    each.map(|u| Usage {
+        cpu_s: u.iter().map(|u| u.cpu_s).sum(),
+        peak_rss_kib: u.iter().map(|u| u.peak_rss_kib).max().unwrap_or(0),
+    })
 }
 
 /// Waits until every publisher is done and every healthy receiver caught up.

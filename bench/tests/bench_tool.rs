@@ -50,13 +50,20 @@ struct Server {
 
 impl Server {
     fn start() -> Server {
-        let vars = [
+        Self::start_with(&[])
+    }
+
+    /// With `extra` over the defaults.
+    fn start_with(extra: &[(&str, &str)]) -> Server {
+        let mut vars = vec![
             ("HTTP_PORT", "0"),
             ("BIND_ADDRESS", "127.0.0.1"),
             ("MAX_IP_CONCURRENT_CONNECTIONS", "1000"),
         ];
+        vars.extend_from_slice(extra);
         let get = |name: &str| {
             vars.iter()
+                .rev()
                 .find(|(k, _)| *k == name)
                 .map(|(_, v)| v.to_string())
         };
@@ -132,6 +139,63 @@ fn fanout_through_the_real_server_and_the_ceiling_has_no_errors() {
     assert!(out.contains("errors over all runs: 0"), "{out}");
     assert!(out.contains("| ours | ceiling |"), "{out}");
     assert!(out.contains("| server CPU s |"), "{out}");
+}
+
+#[test]
+fn a_cascade_publishes_on_the_origin_and_receives_on_its_edges() {
+    let origin = Server::start();
+    let origin_url = format!("ws://{}", origin.addr);
+    let edges: Vec<Server> = (0..2)
+        .map(|_| {
+            Server::start_with(&[
+                ("ORIGIN_URLS", origin_url.as_str()),
+                ("EDGE_LINGER_SECONDS", "0"),
+            ])
+        })
+        .collect();
+    let receive: Vec<String> = edges.iter().map(|e| format!("ws://{}", e.addr)).collect();
+    let receive = receive.join(",");
+    let pid = std::process::id().to_string();
+    let o = bench(&[
+        "--publish-target",
+        &origin_url,
+        "--server-pid",
+        &pid,
+        "--receive-target",
+        &receive,
+        "--receive-pid",
+        &pid,
+        "--no-ceiling",
+        "--runs",
+        "1",
+        "--duration",
+        "1",
+        "fanout",
+        "--receivers",
+        "4",
+        "--chunk-size",
+        "10000",
+        "--rate",
+        "8M",
+        "--verify-every",
+        "1",
+    ]);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(out.contains("errors over all runs: 0"), "{out}");
+    assert!(
+        out.contains("| cascade | direct | cascade/direct |"),
+        "{out}"
+    );
+    let edge_cpu = out
+        .lines()
+        .find(|l| l.starts_with("| receive targets' CPU s per Gbit |"))
+        .unwrap_or_else(|| panic!("no edge CPU row:\n{out}"));
+    let cascade_cell = edge_cpu.split('|').nth(2).map(str::trim);
+    assert!(
+        cascade_cell.is_some_and(|c| c != "–"),
+        "the cascade side is measured: {edge_cpu}"
+    );
 }
 
 #[test]

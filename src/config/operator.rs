@@ -104,7 +104,7 @@ impl<F: Fn(&str) -> Option<String>> Parser<'_, F> {
         let kinds = self
             .parse(
                 ENV_AUTH_HTTP_KINDS,
-                "a comma list of publish, receive, receive-clear-cache, probe",
+                "a comma list of publish, receive, receive-clear-cache, probe, play",
                 kinds,
             )
             .unwrap_or_else(|| vec![Kind::Publish.as_str()]);

@@ -308,3 +308,49 @@ fn sizes_and_times_that_would_overflow_are_refused() {
     assert_eq!(c.max_request_head_bytes, 8 << 10);
     assert_eq!(c.receiver_queue_bytes, 1 << 40);
 }
+
+#[test]
+fn origin_urls_are_ws_or_wss_bases_and_turn_edge_mode_on() {
+    assert!(load(&[]).unwrap().config.edge.is_none());
+    let c = load(&[(
+        ENV_ORIGIN_URLS,
+        " ws://127.0.0.1:8080 , wss://origin.example/live/ ,",
+    )])
+    .unwrap()
+    .config;
+    let edge = c.edge.expect("edge mode");
+    let origins: Vec<&str> = edge.origins.iter().map(url::Url::as_str).collect();
+    assert_eq!(
+        origins,
+        ["ws://127.0.0.1:8080/", "wss://origin.example/live/"]
+    );
+    assert_eq!(edge.retry, Duration::from_secs(2));
+    assert_eq!(edge.linger, Duration::from_secs(10));
+    let c = load(&[
+        (ENV_ORIGIN_URLS, "ws://o"),
+        (ENV_EDGE_RETRY_SECONDS, "5"),
+        (ENV_EDGE_LINGER_SECONDS, "0"),
+    ])
+    .unwrap()
+    .config;
+    let edge = c.edge.expect("edge mode");
+    assert_eq!(
+        (edge.retry, edge.linger),
+        (Duration::from_secs(5), Duration::ZERO)
+    );
+    for bad in [
+        "http://o",
+        "ws://o,ftp://p",
+        "ws://",
+        "ws://o/?token=1",
+        "ws://o/#x",
+        ",",
+        "o:80",
+    ] {
+        let errs = errors(&[(ENV_ORIGIN_URLS, bad)]);
+        assert_eq!(errs.len(), 1, "{bad}");
+        assert_eq!(errs[0].var, ENV_ORIGIN_URLS, "{bad}");
+    }
+    let errs = errors(&[(ENV_ORIGIN_URLS, "ws://o"), (ENV_EDGE_RETRY_SECONDS, "0")]);
+    assert_eq!(errs[0].var, ENV_EDGE_RETRY_SECONDS);
+}

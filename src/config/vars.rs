@@ -106,7 +106,7 @@ pub const VARS: &[Var] = &[
     var(
         ENV_PLAY_WHITELIST,
         Unset("everyone"),
-        "comma list of IPs and CIDR ranges (v4, v6) allowed to receive/probe; `*` = everyone",
+        "comma list of IPs and CIDR ranges (v4, v6) allowed to receive/probe/play; `*` = everyone",
     ),
     var(
         ENV_MAX_IP_CONCURRENT_CONNECTIONS,
@@ -180,6 +180,11 @@ pub const VARS: &[Var] = &[
         "time to send the request head and to complete the upgrade",
     ),
     var(
+        ENV_PLAY_WAIT_SECONDS,
+        Value("10"),
+        "how long `GET /{channel}/{key}/play` waits for a publisher (then 404 `Not publishing.`)",
+    ),
+    var(
         ENV_MAX_REQUEST_HEAD_KB,
         Value("16"),
         "largest request head (request line + headers), at least 8",
@@ -217,7 +222,7 @@ pub const VARS: &[Var] = &[
     var(
         ENV_AUTH_HTTP_KINDS,
         Value("publish"),
-        "comma list of the kinds that ask `AUTH_HTTP_URL`: `publish`, `receive`, `receive-clear-cache`, `probe`",
+        "comma list of the kinds that ask `AUTH_HTTP_URL`: `publish`, `receive`, `receive-clear-cache`, `probe`, `play`",
     ),
     var(
         ENV_AUTH_HTTP_TIMEOUT_SECONDS,
@@ -240,6 +245,21 @@ pub const VARS: &[Var] = &[
         meaning: "bearer token `/api` on `METRICS_ADDRESS` requires; unset: GETs served, POSTs refused",
         secret: true,
     },
+    var(
+        ENV_ORIGIN_URLS,
+        Unset("off"),
+        "comma list of `ws://`/`wss://` origin servers; a channel without a local publisher is pulled from them",
+    ),
+    var(
+        ENV_EDGE_RETRY_SECONDS,
+        Value("2"),
+        "wait before an origin that refused or could not be reached is tried again",
+    ),
+    var(
+        ENV_EDGE_LINGER_SECONDS,
+        Value("10"),
+        "how long a pulled channel's upstream stays open after its last local receiver left; 0 = none",
+    ),
 ];
 
 /// The table entry of `name`.
@@ -264,6 +284,8 @@ pub fn effective(config: &Config) -> Vec<(&'static str, String)> {
     let control = config.control.as_ref();
     let no_auth = || "not used: no AUTH_HTTP_URL".to_owned();
     let auth = config.operator.auth.as_ref();
+    let no_edge = || "not used: no ORIGIN_URLS".to_owned();
+    let edge = config.edge.as_ref();
     let unset = |name: &str| find(name).map_or("—", |v| v.default.shown()).to_owned();
     let value = |name: &'static str| -> String {
         match name {
@@ -307,6 +329,7 @@ pub fn effective(config: &Config) -> Vec<(&'static str, String)> {
             ENV_MAX_MESSAGE_SIZE_MB => (config.max_message_bytes >> 20).to_string(),
             ENV_MAX_CLIENT_MESSAGE_KB => (config.max_client_message_bytes >> 10).to_string(),
             ENV_UPGRADE_TIMEOUT_SECONDS => config.upgrade_timeout.as_secs().to_string(),
+            ENV_PLAY_WAIT_SECONDS => config.play_wait.as_secs().to_string(),
             ENV_MAX_REQUEST_HEAD_KB => (config.max_request_head_bytes >> 10).to_string(),
             ENV_PUBLISH_AUTH_TIMEOUT_SECONDS => {
                 control.map_or_else(no_control, |c| c.publish_auth_timeout.as_secs().to_string())
@@ -334,6 +357,11 @@ pub fn effective(config: &Config) -> Vec<(&'static str, String)> {
                 None => unset(name),
                 Some(_) => MASK.to_owned(),
             },
+            ENV_ORIGIN_URLS => edge.map_or_else(|| unset(name), EdgeSettings::shown),
+            ENV_EDGE_RETRY_SECONDS => edge.map_or_else(no_edge, |e| e.retry.as_secs().to_string()),
+            ENV_EDGE_LINGER_SECONDS => {
+                edge.map_or_else(no_edge, |e| e.linger.as_secs().to_string())
+            }
             // A name in the table without a rendering here fails the unit tests.
             _ => "?".to_owned(),
         }
@@ -351,6 +379,7 @@ pub fn parser_names() -> Vec<String> {
         (ENV_SSL_KEY, "key.pem"),
         (ENV_CONTROL_BASE_URL, "ws://127.0.0.1:9"),
         (ENV_AUTH_HTTP_URL, "http://127.0.0.1:9"),
+        (ENV_ORIGIN_URLS, "ws://127.0.0.1:9"),
     ];
     for env in [&[][..], on] {
         let _ = Config::from_lookup(|name| {

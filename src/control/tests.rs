@@ -9,6 +9,7 @@ fn setup(timeout_secs: u64) -> (Control, Arc<Hub>) {
         receiver_queue_bytes: 1 << 20,
         lagging: LaggingReceivers::Skip,
         ingest_lead_bytes: 0,
+        pull: false,
     });
     let settings = ControlSettings {
         url: "ws://127.0.0.1:1/ws/control/wss".into(),

@@ -4,6 +4,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::task::{ready, Context, Poll};
 
 use bytes::Bytes;
 
@@ -31,8 +32,6 @@ pub(crate) struct Feed {
     remaining: Option<usize>,
     /// Its figures, registered with the broadcast while the feed lives.
     stats: Arc<ReceiverStats>,
-    /// Its lag was reported (once).
-    kicked: bool,
     /// A skip decided while a batch was being written, handed out next.
     pending: Option<Skip>,
     skips: SkipHistory,
@@ -56,6 +55,8 @@ pub(crate) enum FeedEvent {
     Data,
     /// The publisher is gone (or the probe got its chunk) and everything was handed out.
     End,
+    /// As `End`, but the pulled broadcast lost its origin.
+    Lost,
     /// Over its bound and it cannot skip: close it (1008).
     Lagged(Lagged),
 }
@@ -80,7 +81,6 @@ impl Feed {
         ));
         let feed = Self {
             stats,
-            kicked: false,
             pending: None,
             skips: SkipHistory::default(),
             broadcast,
@@ -98,10 +98,7 @@ impl Feed {
 
     /// The writer closes a receiver that lags: reported once.
     fn kicked(&mut self, lagged: Lagged) -> Lagged {
-        if !self.kicked {
-            self.kicked = true;
-            self.stats.leave();
-            self.broadcast.ingest().changed();
+        if self.stats.mark_kicked() {
             self.broadcast.kicked(&self.stats, lagged.behind_bytes);
         }
         lagged
@@ -146,9 +143,19 @@ impl Feed {
 
     /// Waits for the next chunks and appends them to `out` (cancel-safe).
     pub(crate) async fn next_batch(&mut self, out: &mut Vec<Bytes>) -> FeedEvent {
+        std::future::poll_fn(|cx| self.poll_batch(cx, out)).await
+    }
+
+    /// [`Feed::next_batch`] as a poll function, for a writer that is itself polled
+    /// (the HTTP body of `play`).
+    pub(crate) fn poll_batch(
+        &mut self,
+        cx: &mut Context<'_>,
+        out: &mut Vec<Bytes>,
+    ) -> Poll<FeedEvent> {
         loop {
             if self.remaining == Some(0) {
-                return FeedEvent::End;
+                return Poll::Ready(FeedEvent::End);
             }
             let max = self.remaining.unwrap_or(MAX_BATCH_CHUNKS);
             if !self.replay.is_empty() {
@@ -157,7 +164,7 @@ impl Feed {
                 out.extend(self.replay.drain(..n));
                 self.stats.handed(sum(&out[before..]), None, true);
                 self.consumed(n);
-                return FeedEvent::Data;
+                return Poll::Ready(FeedEvent::Data);
             }
             self.waiter.mark_seen(self.broadcast.wakers());
             let ended = self.broadcast.is_ended();
@@ -166,16 +173,16 @@ impl Feed {
                 if self.skip_to_join(out) {
                     let bytes = sum(&out[before..]);
                     self.stats.handed(bytes, Some(self.cursor), false);
-                    return FeedEvent::Data;
+                    return Poll::Ready(FeedEvent::Data);
                 }
                 if ended {
-                    return FeedEvent::End;
+                    return Poll::Ready(self.end());
                 }
-                self.waiter.changed(self.broadcast.wakers()).await;
+                ready!(self.waiter.poll_changed(self.broadcast.wakers(), cx));
                 continue;
             }
             if let Some(skip) = self.pending.take() {
-                return self.apply_skip(skip, out);
+                return Poll::Ready(self.apply_skip(skip, out));
             }
             let before = out.len();
             let read = {
@@ -185,10 +192,10 @@ impl Feed {
             };
             match read {
                 Err(lagged) => {
-                    return match self.plan_skip(self.cursor, lagged) {
+                    return Poll::Ready(match self.plan_skip(self.cursor, lagged) {
                         Ok(skip) => self.apply_skip(skip, out),
                         Err(lagged) => FeedEvent::Lagged(self.kicked(lagged)),
-                    };
+                    });
                 }
                 Ok((cursor, position)) => {
                     self.cursor = cursor;
@@ -199,12 +206,31 @@ impl Feed {
                 let bytes = sum(&out[before..]);
                 self.stats.handed(bytes, Some(self.cursor), false);
                 self.consumed(out.len() - before);
-                return FeedEvent::Data;
+                return Poll::Ready(FeedEvent::Data);
             }
             if ended {
-                return FeedEvent::End;
+                return Poll::Ready(self.end());
             }
-            self.waiter.changed(self.broadcast.wakers()).await;
+            ready!(self.waiter.poll_changed(self.broadcast.wakers(), cx));
+        }
+    }
+
+    /// Whether the scanner has decided the stream's container.
+    pub(crate) fn container_known(&self) -> bool {
+        self.broadcast.stats().container_known()
+    }
+
+    /// The stream's container as the scanner sees it: `webm`, `mp4` or `opaque`.
+    pub(crate) fn container(&self) -> &'static str {
+        self.broadcast.stats().container()
+    }
+
+    /// A handle that tells, from another task, whether this feed has fallen out
+    /// of the lag window (its writer may be stuck in a write and not polling).
+    pub(crate) fn lag_watch(&self) -> LagWatch {
+        LagWatch {
+            broadcast: self.broadcast.clone(),
+            stats: self.stats.clone(),
         }
     }
 
@@ -256,9 +282,49 @@ impl Feed {
         true
     }
 
+    fn end(&self) -> FeedEvent {
+        if self.broadcast.is_lost() {
+            FeedEvent::Lost
+        } else {
+            FeedEvent::End
+        }
+    }
+
     fn consumed(&mut self, n: usize) {
         if let Some(left) = self.remaining.as_mut() {
             *left = left.saturating_sub(n);
         }
+    }
+}
+
+/// Watches one feed's lag from outside its writer (see [`Feed::lag_watch`]).
+#[derive(Debug)]
+pub(crate) struct LagWatch {
+    broadcast: Arc<Broadcast>,
+    stats: Arc<ReceiverStats>,
+}
+
+impl LagWatch {
+    /// `Some` once the feed's cursor is out of the lag window (reported once, as the feed
+    /// does). A feed that may skip gets one grace: it is cut only once the join point it
+    /// would skip to is itself out of the window (it skips when its body is polled again).
+    pub(crate) fn check(&self) -> Option<Lagged> {
+        let lagged = {
+            let log = self.broadcast.log();
+            let cursor = self.stats.cursor();
+            let at = self.stats.grace().map_or(cursor, |grace| grace.max(cursor));
+            let lagged = log.check_lag(at).err()?;
+            let may_skip = self.stats.grace().is_none()
+                && self.broadcast.lagging() == super::LaggingReceivers::Skip;
+            if let (true, Ok(skip)) = (may_skip, log.skip(cursor)) {
+                self.stats.set_grace(skip.cursor);
+                return None;
+            }
+            lagged
+        };
+        if self.stats.mark_kicked() {
+            self.broadcast.kicked(&self.stats, lagged.behind_bytes);
+        }
+        Some(lagged)
     }
 }

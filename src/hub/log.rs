@@ -203,6 +203,37 @@ impl ChunkLog {
         }
     }
 
+    /// Where a `play` reader starts: at the live edge. Understood streams: the init
+    /// segment, then media from the newest cached join point (or, with none cached,
+    /// from the next live one); opaque streams: from the first cached chunk, as `receive`.
+    pub(crate) fn start_at_edge(&self) -> Start {
+        let cursor = self.head_seq();
+        let Some(init) = self.init.clone() else {
+            return self.start(false);
+        };
+        match self.last_join_seq() {
+            Some(seq) => {
+                let mut replay = Vec::new();
+                if let Some(entry) = self.entry(seq) {
+                    let join = entry.join.unwrap_or(0);
+                    replay.push(init);
+                    replay.push(entry.bytes.slice(join..));
+                }
+                replay.extend(self.range(seq + 1, cursor));
+                Start {
+                    replay,
+                    cursor,
+                    await_join: None,
+                }
+            }
+            None => Start {
+                replay: Vec::new(),
+                cursor,
+                await_join: Some(init),
+            },
+        }
+    }
+
     /// The cached chunks, oldest first (shared, not copied).
     #[cfg(test)]
     pub(crate) fn cached(&self) -> Vec<Bytes> {

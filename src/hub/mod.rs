@@ -22,7 +22,7 @@ use subtle::ConstantTimeEq;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
-pub(crate) use self::feed::{Feed, FeedEvent};
+pub(crate) use self::feed::{Feed, FeedEvent, LagWatch};
 use self::ingest::IngestGate;
 pub(crate) use self::log::overload::LaggingReceivers;
 pub(crate) use self::log::{ChunkLog, Lagged};
@@ -37,6 +37,8 @@ pub(crate) enum Kind {
     Receive,
     ReceiveClearCache,
     Probe,
+    /// `GET /{channel}/{key}/play`: the stream as one HTTP body (src/play.rs).
+    Play,
 }
 
 impl Kind {
@@ -46,6 +48,7 @@ impl Kind {
             "receive" => Some(Self::Receive),
             "receive-clear-cache" => Some(Self::ReceiveClearCache),
             "probe" => Some(Self::Probe),
+            "play" => Some(Self::Play),
             _ => None,
         }
     }
@@ -56,6 +59,7 @@ impl Kind {
             Self::Receive => "receive",
             Self::ReceiveClearCache => "receive-clear-cache",
             Self::Probe => "probe",
+            Self::Play => "play",
         }
     }
 }
@@ -69,6 +73,8 @@ pub(crate) struct HubSettings {
     pub lagging: LaggingReceivers,
     /// Ingest pauses while most receivers are further behind than this (0 = never).
     pub ingest_lead_bytes: u64,
+    /// Edge mode: a receiver of a channel without a publisher starts a pull.
+    pub pull: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +95,8 @@ pub(crate) struct Broadcast {
     /// itself from the log and `ended`.
     wakers: Wakers,
     ended: AtomicBool,
+    /// A pulled broadcast whose origin was lost (its receivers close with 1011).
+    lost: AtomicBool,
     stats: Arc<PublisherStats>,
     events: Option<Arc<crate::webhook::Webhook>>,
     /// The receivers playing it, for the operator API (each removes itself when it ends).
@@ -119,6 +127,7 @@ impl Broadcast {
             media: Mutex::new(MediaTracker::new()),
             wakers: Wakers::default(),
             ended: AtomicBool::new(false),
+            lost: AtomicBool::new(false),
             ingest: IngestGate::new(settings.ingest_lead_bytes),
             lagging: settings.lagging,
         }
@@ -258,6 +267,8 @@ impl Broadcast {
 
     /// Reports a receiver closed for falling behind.
     pub(crate) fn kicked(&self, receiver: &ReceiverStats, behind_bytes: u64) {
+        // It no longer holds the publisher.
+        self.ingest.changed();
         if let Some(events) = &self.events {
             events.emit(crate::webhook::Event::ReceiverKicked {
                 time: crate::webhook::now(),
@@ -297,7 +308,10 @@ impl Broadcast {
     fn feed(self: &Arc<Self>, kind: Kind, who: Who) -> Feed {
         let (start, position) = {
             let mut log = self.log();
-            let start = log.start(kind == Kind::Probe);
+            let start = match kind {
+                Kind::Play => log.start_at_edge(),
+                _ => log.start(kind == Kind::Probe),
+            };
             if kind == Kind::ReceiveClearCache {
                 log.clear_history();
             }
@@ -315,6 +329,21 @@ impl Broadcast {
     /// Whether the publisher is gone (no chunk will follow).
     pub(crate) fn is_ended(&self) -> bool {
         self.ended.load(Ordering::Acquire)
+    }
+
+    /// Marks a pulled broadcast's end as the loss of its origin; set before it ends.
+    pub(crate) fn mark_lost(&self) {
+        self.lost.store(true, Ordering::Release);
+    }
+
+    /// Whether the broadcast ended because its origin was lost.
+    pub(crate) fn is_lost(&self) -> bool {
+        self.lost.load(Ordering::Acquire)
+    }
+
+    /// Local receivers playing it.
+    pub(crate) fn receiver_count(&self) -> usize {
+        self.receiver_map().len()
     }
 
     pub(crate) fn register(&self) -> WakeHandle {
@@ -411,14 +440,25 @@ impl Hub {
         key: &str,
         who: Who,
     ) -> Result<PublisherClaim, AlreadyPublishing> {
-        let claim_id = self.id();
-        let stats = Arc::new(PublisherStats::new(channel, who));
-        let kill = CancellationToken::new();
         let mut channels = self.channels();
         let entry = channels.entry(channel.to_owned()).or_default();
         if entry.publisher.is_some() {
             return Err(AlreadyPublishing);
         }
+        Ok(self.claim_in(entry, channel, key, who))
+    }
+
+    /// Claims a channel entry that has no publisher (the caller holds the lock).
+    fn claim_in(
+        self: &Arc<Self>,
+        entry: &mut Channel,
+        channel: &str,
+        key: &str,
+        who: Who,
+    ) -> PublisherClaim {
+        let claim_id = self.id();
+        let stats = Arc::new(PublisherStats::new(channel, who));
+        let kill = CancellationToken::new();
         entry.publisher = Some(Publisher {
             claim_id,
             key: key.to_owned(),
@@ -427,13 +467,13 @@ impl Hub {
             kill: kill.clone(),
             stats: stats.clone(),
         });
-        Ok(PublisherClaim {
+        PublisherClaim {
             hub: self.clone(),
             channel: channel.to_owned(),
             claim_id,
             kill,
             stats,
-        })
+        }
     }
 
     /// Registers a publish request the coordinator has yet to decide. Several
@@ -468,6 +508,7 @@ impl Hub {
     }
 
     /// Starts receiver `who` now if a publisher is active, else registers it as waiting.
+    #[cfg(test)]
     pub(crate) fn subscribe_as(
         self: &Arc<Self>,
         channel: &str,
@@ -475,16 +516,45 @@ impl Hub {
         kind: Kind,
         who: Who,
     ) -> Subscription {
+        self.subscribe_or_pull(channel, key, kind, who).0
+    }
+
+    /// As [`Hub::subscribe_as`]; in edge mode a channel without a publisher is
+    /// also claimed for a pull with this receiver's key, and the claim returned
+    /// for the caller to start the pull (one per channel, decided under the lock).
+    pub(crate) fn subscribe_or_pull(
+        self: &Arc<Self>,
+        channel: &str,
+        key: &str,
+        kind: Kind,
+        who: Who,
+    ) -> (Subscription, Option<PublisherClaim>) {
         let mut channels = self.channels();
         let entry = channels.entry(channel.to_owned()).or_default();
         if let Some(publisher) = &entry.publisher {
             if let Some(broadcast) = &publisher.broadcast {
                 if !keys_match(&publisher.key, key) {
-                    return Subscription::Ready(Err(InvalidKey));
+                    return (Subscription::Ready(Err(InvalidKey)), None);
                 }
-                return Subscription::Ready(Ok(broadcast.feed(kind, who)));
+                return (Subscription::Ready(Ok(broadcast.feed(kind, who))), None);
             }
         }
+        let pull = (self.settings.pull && entry.publisher.is_none() && entry.candidates == 0)
+            .then(|| self.claim_in(entry, channel, key, Who::default()));
+        (
+            Subscription::Waiting(self.wait_in(entry, channel, key, kind, who)),
+            pull,
+        )
+    }
+
+    fn wait_in(
+        self: &Arc<Self>,
+        entry: &mut Channel,
+        channel: &str,
+        key: &str,
+        kind: Kind,
+        who: Who,
+    ) -> WaitTicket {
         let (tx, rx) = oneshot::channel();
         let id = self.id();
         entry.waiting.push(Waiter {
@@ -494,12 +564,42 @@ impl Hub {
             who,
             start: tx,
         });
-        Subscription::Waiting(WaitTicket {
+        WaitTicket {
             hub: self.clone(),
             channel: channel.to_owned(),
             id,
             start: rx,
-        })
+        }
+    }
+
+    /// Local receivers of `channel`: waiting, plus playing its broadcast.
+    pub(crate) fn audience(&self, channel: &str) -> usize {
+        let channels = self.channels();
+        let Some(entry) = channels.get(channel) else {
+            return 0;
+        };
+        let playing = entry
+            .publisher
+            .as_ref()
+            .and_then(|p| p.broadcast.as_ref())
+            .map_or(0, |b| b.receiver_count());
+        entry.waiting.len() + playing
+    }
+
+    /// A new pull for `channel` when it has no publisher but receivers still wait
+    /// (with the key of the first of them); `None` otherwise.
+    pub(crate) fn pull_for_waiters(
+        self: &Arc<Self>,
+        channel: &str,
+    ) -> Option<(PublisherClaim, String)> {
+        let mut channels = self.channels();
+        let entry = channels.get_mut(channel)?;
+        if entry.publisher.is_some() {
+            return None;
+        }
+        let key = entry.waiting.first()?.key.clone();
+        let claim = self.claim_in(entry, channel, &key, Who::default());
+        Some((claim, key))
     }
 
     /// Closes the publisher of `channel` if its stream id matches (`None` = any id).
@@ -667,6 +767,52 @@ impl PublisherClaim {
         if let Some(publisher) = publisher {
             publisher.stream_id = Some(stream_id.to_owned());
         }
+    }
+
+    /// The origin refused this pull's key: every receiver waiting with it is refused too.
+    pub(crate) fn refuse_waiters(&self, key: &str) {
+        let mut channels = self.hub.channels();
+        let Some(entry) = channels.get_mut(&self.channel) else {
+            return;
+        };
+        let (refused, kept) = entry
+            .waiting
+            .drain(..)
+            .partition(|w: &Waiter| keys_match(key, &w.key));
+        entry.waiting = kept;
+        for waiter in refused {
+            // A waiter that already left dropped its receiver; nothing to do then.
+            let _ = waiter.start.send(Err(InvalidKey));
+        }
+    }
+
+    /// Frees the channel if nobody waits for or plays it (checked and done under
+    /// the hub's lock, so a receiver arriving meanwhile starts a new pull instead
+    /// of waiting for a released one); true when released.
+    pub(crate) fn release_if_idle(&self) -> bool {
+        let mut channels = self.hub.channels();
+        let Some(entry) = channels.get_mut(&self.channel) else {
+            return true;
+        };
+        let Some(publisher) = entry
+            .publisher
+            .as_ref()
+            .filter(|p| p.claim_id == self.claim_id)
+        else {
+            return true;
+        };
+        let playing = publisher
+            .broadcast
+            .as_ref()
+            .map_or(0, |b| b.receiver_count());
+        if playing > 0 || !entry.waiting.is_empty() {
+            return false;
+        }
+        if let Some(broadcast) = entry.publisher.take().and_then(|p| p.broadcast) {
+            broadcast.end();
+        }
+        Hub::remove_if_empty(&mut channels, &self.channel);
+        true
     }
 
     /// Opens the publishing broadcast: waiting receivers with the right key start from its first chunk.

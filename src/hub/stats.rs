@@ -130,6 +130,11 @@ impl PublisherStats {
         self.init_bytes.load(Relaxed)
     }
 
+    /// Whether the scanner has decided the container (else `container` says `opaque` for now).
+    pub(crate) fn container_known(&self) -> bool {
+        self.container.load(Relaxed) != 0
+    }
+
     /// `webm`, `mp4`, or `opaque` (not followed, or not decided yet).
     pub(crate) fn container(&self) -> &'static str {
         match self.container.load(Relaxed) {
@@ -178,7 +183,8 @@ fn container_code(container: Container) -> u8 {
     match container {
         Container::WebM => 1,
         Container::Mp4 => 2,
-        Container::Unknown | Container::Opaque => 0,
+        Container::Unknown => 0,
+        Container::Opaque => 3,
     }
 }
 
@@ -197,8 +203,11 @@ pub(crate) struct ReceiverStats {
     position: AtomicU64,
     /// The position at which it was found stalled during an ingest hold (`u64::MAX`: never).
     stalled_at: AtomicU64,
-    /// Still playing: not being closed for falling behind.
-    live: AtomicBool,
+    /// Its lag was reported (once, whichever of its writer or a watcher saw it first).
+    kicked: AtomicBool,
+    /// The join point a stuck `play` reader would skip to (`u64::MAX`: none), see
+    /// `LagWatch::check`.
+    grace: AtomicU64,
 }
 
 impl ReceiverStats {
@@ -212,7 +221,8 @@ impl ReceiverStats {
             replay_left: AtomicU64::new(replay),
             position: AtomicU64::new(position),
             stalled_at: AtomicU64::new(u64::MAX),
-            live: AtomicBool::new(true),
+            kicked: AtomicBool::new(false),
+            grace: AtomicU64::new(u64::MAX),
         }
     }
 
@@ -225,20 +235,16 @@ impl ReceiverStats {
         self.position.load(SeqCst)
     }
 
-    /// Whether it counts for the ingest hold: a live receiver (not a probe) that is not
-    /// stalled where it stands.
+    /// Whether it counts for the ingest hold: a receiver (not a probe) not being closed
+    /// for falling behind, and not stalled where it stands.
     pub(super) fn holds(&self) -> bool {
         self.kind != Kind::Probe
-            && self.live.load(Relaxed)
+            && !self.kicked.load(Relaxed)
             && self.stalled_at.load(Relaxed) != self.position()
     }
 
     pub(super) fn stall(&self, position: u64) {
         self.stalled_at.store(position, Relaxed);
-    }
-
-    pub(super) fn leave(&self) {
-        self.live.store(false, Relaxed);
     }
 
     pub(super) fn handed(&self, bytes: u64, cursor: Option<u64>, from_replay: bool) {
@@ -250,6 +256,19 @@ impl ReceiverStats {
         if let Some(cursor) = cursor {
             self.cursor.store(cursor, Relaxed);
         }
+    }
+
+    /// True the first time only: its lag is reported once.
+    pub(super) fn grace(&self) -> Option<u64> {
+        Some(self.grace.load(Relaxed)).filter(|g| *g != u64::MAX)
+    }
+
+    pub(super) fn set_grace(&self, cursor: u64) {
+        self.grace.store(cursor, Relaxed);
+    }
+
+    pub(super) fn mark_kicked(&self) -> bool {
+        !self.kicked.swap(true, Relaxed)
     }
 
     /// Chunk bytes handed to its connection.

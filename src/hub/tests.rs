@@ -8,6 +8,7 @@ fn hub(cache: u64) -> Arc<Hub> {
         receiver_queue_bytes: 1 << 20,
         lagging: LaggingReceivers::Skip,
         ingest_lead_bytes: 0,
+        pull: false,
     })
 }
 
@@ -192,4 +193,91 @@ fn a_stand_alone_claim_refuses_candidates() {
     assert!(hub.candidate("c").is_err());
     drop(claim);
     assert!(hub.candidate("c").is_ok());
+}
+
+fn edge_hub() -> Arc<Hub> {
+    Hub::new(HubSettings {
+        cache_limit: 1 << 20,
+        receiver_queue_bytes: 1 << 20,
+        lagging: LaggingReceivers::Skip,
+        ingest_lead_bytes: 0,
+        pull: true,
+    })
+}
+
+fn waiting(sub: Subscription) -> WaitTicket {
+    match sub {
+        Subscription::Waiting(t) => t,
+        Subscription::Ready(_) => panic!("expected a waiting subscription"),
+    }
+}
+
+#[tokio::test]
+async fn an_edge_claims_one_pull_per_channel_and_its_chunks_reach_every_receiver() {
+    let hub = edge_hub();
+    let (first, pull) = hub.subscribe_or_pull("c", "k", Kind::Receive, Who::default());
+    let claim = pull.expect("the first receiver starts the pull");
+    let (second, again) = hub.subscribe_or_pull("c", "k", Kind::Receive, Who::default());
+    assert!(again.is_none(), "one pull per channel");
+    assert!(
+        hub.claim("c", "k").is_err(),
+        "a pulled channel counts as published"
+    );
+    assert_eq!(hub.audience("c"), 2);
+    let (mut first, mut second) = (waiting(first), waiting(second));
+    let broadcast = claim.activate(None);
+    broadcast.push(Bytes::from_static(&[1]));
+    let mut feeds = [
+        first.started().await.unwrap(),
+        second.started().await.unwrap(),
+    ];
+    assert_eq!(hub.audience("c"), 2);
+    let (_, none) = hub.subscribe_or_pull("c", "other", Kind::Receive, Who::default());
+    assert!(none.is_none());
+    broadcast.mark_lost();
+    drop(claim);
+    for feed in &mut feeds {
+        assert_eq!(drain(feed).await, (vec![1], FeedEvent::Lost));
+    }
+}
+
+#[tokio::test]
+async fn a_refused_key_refuses_its_waiters_and_hands_the_channel_to_the_others() {
+    let hub = edge_hub();
+    let (bad, claim) = hub.subscribe_or_pull("c", "bad", Kind::Receive, Who::default());
+    let claim = claim.expect("pull");
+    let (good, _) = hub.subscribe_or_pull("c", "good", Kind::Receive, Who::default());
+    let (mut bad, mut good) = (waiting(bad), waiting(good));
+    claim.refuse_waiters("bad");
+    assert_eq!(bad.started().await.err(), Some(InvalidKey));
+    drop(claim);
+    let (next, key) = hub.pull_for_waiters("c").expect("the other key pulls next");
+    assert_eq!(key, "good");
+    next.activate(None).push(Bytes::from_static(&[9]));
+    let mut feed = good.started().await.unwrap();
+    drop(next);
+    assert_eq!(drain(&mut feed).await, (vec![9], FeedEvent::End));
+    assert!(hub.pull_for_waiters("c").is_none());
+}
+
+#[test]
+fn a_pull_is_released_only_without_an_audience() {
+    let hub = edge_hub();
+    let (ticket, claim) = hub.subscribe_or_pull("c", "k", Kind::Receive, Who::default());
+    let claim = claim.expect("pull");
+    assert!(!claim.release_if_idle(), "a receiver waits");
+    drop(ticket);
+    assert_eq!(hub.audience("c"), 0);
+    assert!(claim.release_if_idle());
+    // The channel is free at once: the next receiver starts a new pull.
+    let (_, next) = hub.subscribe_or_pull("c", "k", Kind::Receive, Who::default());
+    assert!(next.is_some());
+    drop(claim);
+}
+
+#[test]
+fn without_edge_mode_nothing_is_pulled() {
+    let hub = hub(0);
+    let (_, pull) = hub.subscribe_or_pull("c", "k", Kind::Receive, Who::default());
+    assert!(pull.is_none());
 }

@@ -5,7 +5,7 @@
 use std::future::poll_fn;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
-use std::task::Poll;
+use std::task::{Context, Poll};
 
 use futures_util::task::AtomicWaker;
 
@@ -60,20 +60,22 @@ impl WakeHandle {
 
     /// Resolves once something was appended after the last `mark_seen` (cancel-safe).
     pub(crate) async fn changed(&mut self, wakers: &Wakers) {
-        poll_fn(|cx| {
-            for attempt in 0..2 {
-                let now = wakers.version();
-                if now != self.seen {
-                    self.seen = now;
-                    return Poll::Ready(());
-                }
-                if attempt == 0 {
-                    self.waker.register(cx.waker());
-                }
+        poll_fn(|cx| self.poll_changed(wakers, cx)).await;
+    }
+
+    /// [`WakeHandle::changed`] as a poll function.
+    pub(crate) fn poll_changed(&mut self, wakers: &Wakers, cx: &mut Context<'_>) -> Poll<()> {
+        for attempt in 0..2 {
+            let now = wakers.version();
+            if now != self.seen {
+                self.seen = now;
+                return Poll::Ready(());
             }
-            Poll::Pending
-        })
-        .await;
+            if attempt == 0 {
+                self.waker.register(cx.waker());
+            }
+        }
+        Poll::Pending
     }
 }
 

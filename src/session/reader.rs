@@ -258,11 +258,12 @@ fn deliver(
         return None;
     };
     let chunk: Bytes = data.freeze();
-    stats.chunk(chunk.len(), info);
-    info.metrics.chunks_in.inc();
-    info.metrics.bytes_in.inc_by(chunk.len() as u64);
     let len = chunk.len();
+    stats.chunk(len, info);
     broadcast.append(chunk);
+    // Counted once appended: a chunk the metrics show is in the log.
+    info.metrics.chunks_in.inc();
+    info.metrics.bytes_in.inc_by(len as u64);
     Some(len)
 }
 

@@ -56,6 +56,11 @@ impl Close {
         code: 1008,
         reason: "invalid streaming key",
     };
+    /// An edge lost the origin its channel was pulled from.
+    pub(crate) const ORIGIN_LOST: Close = Close {
+        code: 1011,
+        reason: "origin lost",
+    };
     pub(crate) const TOO_BIG: Close = Close {
         code: 1009,
         reason: "message too big",

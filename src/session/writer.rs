@@ -219,24 +219,24 @@ async fn feed_step<W: AsyncWrite + Unpin>(
         return Step::Continue;
     };
     match event {
-        FeedEvent::End => return Step::Close(Close::END_OF_STREAM),
-        FeedEvent::Lagged(lagged) => {
-            return kicked(lagged, signals, info, Step::Close(Close::LAGGING))
+        FeedEvent::End => Step::Close(Close::END_OF_STREAM),
+        FeedEvent::Lost => Step::Close(Close::ORIGIN_LOST),
+        FeedEvent::Lagged(lagged) => kicked(lagged, signals, info, Step::Close(Close::LAGGING)),
+        FeedEvent::Data => {
+            // Biased: a write that completes at once never pays for the lag check.
+            // An interrupted write keeps its batch: the frame in progress is finished.
+            tokio::select! {
+                biased;
+                result = frames.write_binary(w, batch) => {
+                    info.metrics.chunks_out.inc_by(batch.len() as u64);
+                    info.metrics.bytes_out.inc_by(batch.iter().map(|c| c.len() as u64).sum());
+                    batch.clear();
+                    io_step(result)
+                }
+                lagged = feed.lagged() => kicked(lagged, signals, info, Step::Interrupted(Close::LAGGING)),
+                () = signals.closed(Side::Writer) => Step::Interrupted(signals.reason()),
+            }
         }
-        FeedEvent::Data => {}
-    }
-    // Biased: a write that completes at once never pays for the lag check.
-    // An interrupted write keeps its batch: the frame in progress is finished.
-    tokio::select! {
-        biased;
-        result = frames.write_binary(w, batch) => {
-            info.metrics.chunks_out.inc_by(batch.len() as u64);
-            info.metrics.bytes_out.inc_by(batch.iter().map(|c| c.len() as u64).sum());
-            batch.clear();
-            io_step(result)
-        }
-        lagged = feed.lagged() => kicked(lagged, signals, info, Step::Interrupted(Close::LAGGING)),
-        () = signals.closed(Side::Writer) => Step::Interrupted(signals.reason()),
     }
 }
 

@@ -616,12 +616,18 @@ const player = {
   ended: false,
   finished: false,
   closedText: "",
+  /** Playing `/play` over HTTP: the element fetches, no MediaSource. */
+  http: false,
 };
 
 function startPlaying() {
   const ids = streamIds();
   if (!ids) {
     setState($("play-state"), "invalid", "check channel and key");
+    return;
+  }
+  if ($("play-transport").value === "http") {
+    startHttpPlay(ids);
     return;
   }
   if (typeof MediaSource === "undefined") {
@@ -648,6 +654,24 @@ function startPlaying() {
   });
 }
 
+/** `GET /{channel}/{key}/play` straight into the video element: no script between. */
+function startHttpPlay(ids) {
+  resetPlayer();
+  $("play-start").disabled = true;
+  $("play-stop").disabled = false;
+  const pl = player;
+  pl.http = true;
+  pl.timer = setInterval(tickPlayer, 500);
+  const path = `/${ids.channel}/${ids.key}/play`;
+  log("play-log", `playing ${location.origin}/${ids.channel}/***/play over HTTP`);
+  setState($("play-state"), "connecting", "waiting for the stream");
+  const video = $("video");
+  video.parentElement.classList.add("live");
+  video.src = path;
+  video.play().catch((err) => log("play-log", `play(): ${err.message}`, "warn"));
+  $("play-mime").textContent = "(the server's Content-Type)";
+}
+
 function resetPlayer() {
   const pl = player;
   clearInterval(pl.timer);
@@ -655,6 +679,7 @@ function resetPlayer() {
   pl.head = [];
   pl.reclusterer = null;
   pl.received = 0;
+  pl.http = false;
   pl.ended = false;
   pl.finished = false;
   pl.buffer = null;
@@ -824,6 +849,11 @@ function tickPlayer() {
   const delay = Math.max(0, end - video.currentTime);
   $("live-delay").textContent = `${delay.toFixed(2)} s`;
   $("live-delay").dataset.seconds = delay.toFixed(3);
+  if (pl.http) {
+    if (video.ended) stopPlaying("ended", "stream ended");
+    else if (video.readyState >= 2 && !video.paused) setState($("play-state"), "playing", "playing");
+    return;
+  }
   if (!pl.ended && video.readyState < 3 && skipForward(video)) {
     log("play-log", "skipped a gap in the buffered media", "warn");
   }
@@ -867,6 +897,12 @@ function stopPlaying(state, text) {
     pl.ws = null;
     ws.onclose = () => log("play-log", "closed by you");
     ws.close(1000, "player stopped");
+  }
+  if (pl.http && state !== "ended") {
+    pl.http = false;
+    const video = $("video");
+    video.removeAttribute("src");
+    video.load();
   }
   setState($("play-state"), state, text);
   $("play-start").disabled = false;
@@ -957,6 +993,7 @@ function init() {
   $("video").addEventListener("error", () => {
     const err = $("video").error;
     log("play-log", `video error: ${err ? err.message || err.code : "unknown"}`, "error");
+    if (player.http) stopPlaying("error", "video error (see the log)");
   });
 }
 

@@ -24,6 +24,16 @@ use serde_json::{json, Value};
 /// Bound for one WebDriver command.
 pub const COMMAND: Duration = Duration::from_secs(30);
 
+/// `target/test-artifacts`: screenshots and page reports the browser tests leave.
+pub fn artifacts() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .expect("target dir")
+        .join("test-artifacts");
+    std::fs::create_dir_all(&dir).expect("create target/test-artifacts");
+    dir
+}
+
 /// The first of `names` found on PATH; panics with an install hint otherwise.
 pub fn tool(names: &[&str]) -> PathBuf {
     let path = std::env::var_os("PATH").unwrap_or_default();

@@ -1,11 +1,12 @@
-//! Real media for tests: ffmpeg to make it and to check what a receiver got,
-//! and a cutter into chunks at pseudo-random offsets. ffmpeg/ffprobe are
-//! required (installed by .ci/run): a missing tool fails the test loudly.
+//! Real media for the late-join tests: ffmpeg encodes it, chunks are cut at
+//! random offsets, receivers join while it is published, ffmpeg/ffprobe judge
+//! what they got. The tools are required: a test fails loudly without them.
 
 use std::io::Write;
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
-use super::payload;
+use super::*;
 
 /// Runs a tool with `input` on stdin; returns (success, stdout, stderr).
 pub fn run_tool(tool: &str, args: &[&str], input: &[u8]) -> (bool, Vec<u8>, String) {
@@ -106,8 +107,65 @@ pub fn cut(data: &[u8], seed: u64) -> Vec<Vec<u8>> {
     chunks
 }
 
-/// `seconds` of WebM video with `codec` + Opus, a keyframe every 1.6 s, about 250 KB a second.
-pub fn webm_video(codec: &str, seconds: u32) -> Vec<u8> {
+/// Receives everything until the close.
+pub async fn collect(mut r: Ws) -> Vec<u8> {
+    let mut all = Vec::new();
+    loop {
+        match next_within(&mut r, Duration::from_secs(30))
+            .await
+            .expect("receiver stalled")
+        {
+            Got::Binary(b) => all.extend(b),
+            Got::Text(_) => {}
+            Got::Closed(_) => return all,
+        }
+    }
+}
+
+/// Publishes `media` on `origin` (paced over about 2.5 s) while receivers of
+/// `server` (the same one, or an edge of it) join at many moments; returns
+/// (early receiver's bytes, late receivers' bytes).
+pub async fn publish_with_joiners(
+    origin: &Server,
+    server: &Server,
+    channel: &str,
+    media: &[u8],
+    kind: &str,
+) -> (Vec<u8>, Vec<Vec<u8>>) {
+    let started_before = server.metric("ws_stream_receivers_started_total") as usize;
+    let early = ws(&server.url(&format!("/{channel}/k/receive"))).await;
+    server.wait_waiting(1).await;
+    // An edge's upstream waits at the origin too: the early receiver misses nothing.
+    origin.wait_waiting(1).await;
+    let early = tokio::spawn(collect(early));
+    let mut publisher = ws(&origin.url(&format!("/{channel}/k/publish"))).await;
+    let chunks = cut(media, channel.len() as u64 * 7919);
+    let pause = Duration::from_micros(2_500_000 / chunks.len() as u64);
+    let joins_every = chunks.len() / 9;
+    let mut late = Vec::new();
+    for (i, chunk) in chunks.into_iter().enumerate() {
+        send(&mut publisher, chunk).await;
+        tokio::time::sleep(pause).await;
+        if i > 0 && i % joins_every == 0 {
+            // Started before the next chunk: a joiner that connected only after
+            // the publisher's end would wait for a next publisher instead.
+            let joiner = ws(&server.url(&format!("/{channel}/k/{kind}"))).await;
+            late.push(tokio::spawn(collect(joiner)));
+            // The early receiver and every joiner so far.
+            server.wait_started(started_before + 1 + late.len()).await;
+        }
+    }
+    close(publisher).await;
+    let early = early.await.expect("early receiver");
+    let mut late_bytes = Vec::new();
+    for l in late {
+        late_bytes.push(l.await.expect("late receiver"));
+    }
+    (early, late_bytes)
+}
+
+/// 20 s of WebM video with `codec` + Opus, a keyframe every 1.6 s, about 5 MB.
+pub fn webm_video(codec: &str) -> Vec<u8> {
     let args = [
         "-c:v",
         codec,
@@ -124,11 +182,16 @@ pub fn webm_video(codec: &str, seconds: u32) -> Vec<u8> {
         "-f",
         "webm",
     ];
-    encode(seconds, &args, true)
+    encode(20, &args, true)
 }
 
-/// `seconds` of fragmented MP4 (H.264 + AAC), a fragment per keyframe every 1.6 s.
-pub fn fmp4_video(seconds: u32) -> Vec<u8> {
+/// 12 s of fragmented MP4 (H.264 + AAC), a keyframe every 1.6 s, about 3 MB.
+pub fn fragmented_mp4() -> Vec<u8> {
+    fragmented_mp4_of(12)
+}
+
+/// `seconds` of fragmented MP4 (H.264 + AAC at 2 Mbit/s), a keyframe every 1.6 s.
+pub fn fragmented_mp4_of(seconds: u32) -> Vec<u8> {
     encode(
         seconds,
         &[

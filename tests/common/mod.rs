@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 pub mod coordinator;
 pub mod hook;
+pub mod http;
 pub mod media;
 pub mod raw;
 

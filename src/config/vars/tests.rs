@@ -17,6 +17,7 @@ const ALL_ON: &[(&str, &str)] = &[
     (ENV_SSL_KEY, "/etc/key.pem"),
     (ENV_CONTROL_BASE_URL, "ws://127.0.0.1:9/"),
     (ENV_AUTH_HTTP_URL, "http://127.0.0.1:9/auth"),
+    (ENV_ORIGIN_URLS, "ws://127.0.0.1:9"),
 ];
 
 fn table_names() -> Vec<&'static str> {

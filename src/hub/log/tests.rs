@@ -233,3 +233,26 @@ fn late_join_marks_land_in_earlier_chunks() {
     let (_, media) = log.next_join(0);
     assert_eq!(media.map(|m| (m[0], m.len())), Some((1, 10)));
 }
+
+#[test]
+fn a_play_reader_starts_at_the_newest_join_point() {
+    // Intact history: still the newest group, not the whole history.
+    let log = media_log(1 << 20, 8, 10, &[0, 3, 6]);
+    let start = log.start_at_edge();
+    assert_eq!(&start.replay[0][..], b"INIT");
+    assert_eq!(start.replay[1].len(), 9);
+    assert_eq!(start.replay[1][0], 6);
+    assert_eq!(firsts(&start.replay[2..]), [7]);
+    assert_eq!(start.cursor, log.head_seq());
+    // No join point cached: the init, then from the next live one.
+    let log = media_log(300, 6, 100, &[0]);
+    let start = log.start_at_edge();
+    assert!(start.replay.is_empty());
+    assert_eq!(start.await_join.as_deref(), Some(&b"INIT"[..]));
+    // Opaque: the cache from its first chunk, as `receive`.
+    let mut log = ChunkLog::new(1 << 20, 1 << 30);
+    for n in 0..3 {
+        push(&mut log, chunk(n, 10));
+    }
+    assert_eq!(firsts(&log.start_at_edge().replay), [0, 1, 2]);
+}

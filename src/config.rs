@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::access::AddrSet;
+pub use crate::hub::LaggingReceivers;
 
 mod dotenv;
 mod edge;
@@ -210,25 +211,6 @@ impl LoadError {
 pub struct Loaded {
     pub config: Config,
     pub warnings: Vec<String>,
-}
-
-/// What `LAGGING_RECEIVERS` asks for a receiver more than `RECEIVER_QUEUE_MB` behind.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum LaggingReceivers {
-    /// Skip to the newest join point when the container is understood, else close.
-    #[default]
-    Skip,
-    /// Close with 1008 (the original's behaviour).
-    Close,
-}
-
-impl LaggingReceivers {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Skip => "skip",
-            Self::Close => "close",
-        }
-    }
 }
 
 impl Config {

@@ -6,6 +6,7 @@ mod burst;
 mod chunk;
 mod client;
 mod idle;
+mod media;
 mod procstat;
 mod publisher;
 mod receiver;
@@ -20,7 +21,7 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::scenario::Load;
@@ -114,7 +115,8 @@ struct LoadArgs {
     /// Bits per second per publisher, e.g. 2.5M, 800k, or `max` (overrides the profile).
     #[arg(long)]
     rate: Option<String>,
-    /// How far (MiB) a publisher may lead its slowest healthy receiver.
+    /// How far (MiB) a publisher may lead its slowest healthy receiver; 0: no window
+    /// (as fast as its socket accepts, so the server's own backpressure is measured).
     #[arg(long, default_value_t = 8)]
     window_mb: usize,
     /// Check every byte of every K-th chunk (the others: length, seed, first and last word).
@@ -162,6 +164,26 @@ enum Cmd {
         #[command(flatten)]
         load: LoadArgs,
     },
+    /// A real recording (WebM, fragmented MP4) published at --rate to K healthy receivers
+    /// and S receivers throttled below its rate (ours only): the throttled ones must skip
+    /// to join points, not be cut. Run against a server with a small RECEIVER_QUEUE_MB.
+    Media {
+        /// The recording, e.g. made with ffmpeg (see BENCHMARKS.md).
+        #[arg(long)]
+        file: std::path::PathBuf,
+        #[arg(long, default_value_t = 10)]
+        receivers: usize,
+        #[arg(long, default_value_t = 1)]
+        slow: usize,
+        /// Publishing rate, e.g. 4M (the recording's own bitrate or faster).
+        #[arg(long, default_value = "4M")]
+        rate: String,
+        /// How fast a throttled receiver reads, e.g. 1M.
+        #[arg(long, default_value = "1M")]
+        slow_rate: String,
+        #[arg(long, default_value_t = 16384)]
+        chunk_size: usize,
+    },
     /// Runs the ceiling relay (started by the tool itself).
     #[command(hide = true)]
     Relay {
@@ -201,7 +223,7 @@ fn load(common: &Common, a: &LoadArgs) -> Result<Load> {
             Some(r) => parse_rate(r)?,
             None => rate,
         },
-        window_bytes: a.window_mb.clamp(1, 1024) << 20,
+        window_bytes: a.window_mb.min(1024) << 20,
         verify_every: a.verify_every.max(1),
         duration: Duration::from_secs_f64(common.duration),
         runs: common.runs,
@@ -312,6 +334,42 @@ async fn run(cli: Cli) -> Result<u64> {
                 bail!("slow needs --target")
             };
             scenario::slow(t, &load(c, l)?, *receivers, *stuck).await
+        }
+        Cmd::Media {
+            file,
+            receivers,
+            slow,
+            rate,
+            slow_rate,
+            chunk_size,
+        } => {
+            check_bounds(c, receivers + slow)?;
+            let Some(t) = ours.first() else {
+                bail!("media needs --target")
+            };
+            let media = std::fs::read(file)
+                .with_context(|| format!("reading --file {}", file.display()))?;
+            if media.is_empty() || !(1..=(64 << 20)).contains(chunk_size) {
+                bail!("media needs a non-empty --file and a --chunk-size of 1 B to 64 MiB");
+            }
+            let (Some(rate_bps), Some(slow_rate_bps)) = (parse_rate(rate)?, parse_rate(slow_rate)?)
+            else {
+                bail!("media needs finite --rate and --slow-rate");
+            };
+            let mut errors = 0;
+            for run in 0..c.runs {
+                let plan = media::MediaPlan {
+                    media: media.clone(),
+                    chunk: *chunk_size,
+                    rate_bps,
+                    healthy: *receivers,
+                    slow: *slow,
+                    slow_rate_bps,
+                    tag: format!("bench-{}-media-r{run}", std::process::id()),
+                };
+                errors += media::run(t, &plan).await?;
+            }
+            Ok(errors)
         }
         Cmd::Relay { .. } => Ok(0),
     }

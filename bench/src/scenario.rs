@@ -27,8 +27,13 @@ impl Load {
             Some(r) => format!("{:.3} Mbit/s per publisher", r / 1e6),
             None => "max rate".into(),
         };
+        let window = match self.window_bytes {
+            0 => ", no window".to_owned(),
+            w if self.rate_bps.is_none() => format!(", window {} MiB", w >> 20),
+            _ => String::new(),
+        };
         format!(
-            "{} B chunks, {rate}, {:.0} s × {} runs",
+            "{} B chunks, {rate}{window}, {:.0} s × {} runs",
             self.chunk,
             self.duration.as_secs_f64(),
             self.runs
@@ -49,7 +54,10 @@ impl Load {
             chunk: self.chunk,
             rate_bps: self.rate_bps,
             duration: self.duration,
-            window: (self.window_bytes / self.chunk.max(1)).max(2) as u64,
+            window: match self.window_bytes {
+                0 => u64::MAX,
+                bytes => (bytes / self.chunk.max(1)).max(2) as u64,
+            },
             verify_every: self.verify_every,
             tag,
         }

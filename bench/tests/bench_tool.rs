@@ -142,6 +142,34 @@ fn fanout_through_the_real_server_and_the_ceiling_has_no_errors() {
 }
 
 #[test]
+fn unwindowed_max_rate_through_the_real_server_cuts_nobody_and_loses_nothing() {
+    // No window: the publisher sends as fast as its socket accepts, so only the
+    // server's ingest hold keeps 20 receivers within their bound. Loss only, no timing.
+    let srv = Server::start();
+    let target = format!("ws://{}", srv.addr);
+    let o = bench(&[
+        "--target",
+        &target,
+        "--runs",
+        "1",
+        "--duration",
+        "3",
+        "--no-ceiling",
+        "fanout",
+        "--receivers",
+        "20",
+        "--profile",
+        "max",
+        "--window-mb",
+        "0",
+    ]);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(out.contains("no window"), "{out}");
+    assert!(out.contains("errors over all runs: 0"), "{out}");
+}
+
+#[test]
 fn a_cascade_publishes_on_the_origin_and_receives_on_its_edges() {
     let origin = Server::start();
     let origin_url = format!("ws://{}", origin.addr);

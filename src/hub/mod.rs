@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 pub(crate) use self::feed::{Feed, FeedEvent, LagWatch};
 use self::ingest::IngestGate;
-pub(crate) use self::log::overload::LaggingReceivers;
+pub use self::log::overload::LaggingReceivers;
 pub(crate) use self::log::{ChunkLog, Lagged};
 pub(crate) use self::stats::{PublisherStats, ReceiverStats, Stopper, Who};
 use self::tracker::MediaTracker;

@@ -13,7 +13,24 @@ use tokio::time::Instant;
 
 use super::{ChunkLog, Lagged};
 
-pub(crate) use crate::config::LaggingReceivers;
+/// What `LAGGING_RECEIVERS` asks for a receiver more than `RECEIVER_QUEUE_MB` behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LaggingReceivers {
+    /// Skip to the newest join point when the container is understood, else close.
+    #[default]
+    Skip,
+    /// Close with 1008 (the original's behaviour).
+    Close,
+}
+
+impl LaggingReceivers {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Skip => "skip",
+            Self::Close => "close",
+        }
+    }
+}
 
 /// A receiver that would skip again within this long is closed instead: it can never keep up.
 pub(crate) const SKIP_AGAIN_WITHIN: Duration = Duration::from_secs(60);

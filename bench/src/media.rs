@@ -21,6 +21,8 @@ const DRAIN: Duration = Duration::from_secs(30);
 /// Bytes compared to find where a jump lands in the recording.
 const PROBE: usize = 64;
 const WEBM_CLUSTER: [u8; 4] = [0x1F, 0x43, 0xB6, 0x75];
+/// How far back a jump is looked for behind the bytes both sides have alike.
+const ALIKE: usize = 64;
 
 /// What the scenario publishes and how the throttled receivers read.
 #[derive(Debug, Clone)]
@@ -71,11 +73,17 @@ pub(crate) fn map_onto(media: &[u8], got: &[u8]) -> Mapping {
         let Some(found) = media[at..].windows(probe.len()).position(|w| w == probe) else {
             return Mapping::Foreign(i);
         };
+        // Both sides of a jump may start alike (a Cluster's ID, its size): the jump
+        // is placed at the join points the equal run went past, when there are such.
+        let to = at + found;
+        let back = (0..=same.min(ALIKE))
+            .find(|k| is_join(media, at - k) && is_join(media, to - k))
+            .unwrap_or(0);
         jumps.push(Jump {
-            from: at,
-            to: at + found,
+            from: at - back,
+            to: to - back,
         });
-        at += found;
+        at = to;
     }
     Mapping::Pieces(jumps)
 }

@@ -106,7 +106,12 @@ impl Feed {
 
     /// Its skip from `cursor` (reported), or the lag that closes it.
     fn plan_skip(&mut self, cursor: u64, lagged: Lagged) -> Result<Skip, Lagged> {
-        let mode = self.broadcast.lagging();
+        // A `play` body is written by hyper in whole frames and polled only once its
+        // socket drains, so a skip could not be handed out in time: it is cut.
+        let mode = match self.stats.kind {
+            Kind::Play => super::LaggingReceivers::Close,
+            _ => self.broadcast.lagging(),
+        };
         let now = tokio::time::Instant::now();
         let skip = {
             let log = self.broadcast.log();
@@ -305,23 +310,9 @@ pub(crate) struct LagWatch {
 }
 
 impl LagWatch {
-    /// `Some` once the feed's cursor is out of the lag window (reported once, as the feed
-    /// does). A feed that may skip gets one grace: it is cut only once the join point it
-    /// would skip to is itself out of the window (it skips when its body is polled again).
+    /// `Some` once the feed's cursor is out of the lag window (reported once, as the feed does).
     pub(crate) fn check(&self) -> Option<Lagged> {
-        let lagged = {
-            let log = self.broadcast.log();
-            let cursor = self.stats.cursor();
-            let at = self.stats.grace().map_or(cursor, |grace| grace.max(cursor));
-            let lagged = log.check_lag(at).err()?;
-            let may_skip = self.stats.grace().is_none()
-                && self.broadcast.lagging() == super::LaggingReceivers::Skip;
-            if let (true, Ok(skip)) = (may_skip, log.skip(cursor)) {
-                self.stats.set_grace(skip.cursor);
-                return None;
-            }
-            lagged
-        };
+        let lagged = self.broadcast.log().check_lag(self.stats.cursor()).err()?;
         if self.stats.mark_kicked() {
             self.broadcast.kicked(&self.stats, lagged.behind_bytes);
         }

@@ -205,9 +205,6 @@ pub(crate) struct ReceiverStats {
     stalled_at: AtomicU64,
     /// Its lag was reported (once, whichever of its writer or a watcher saw it first).
     kicked: AtomicBool,
-    /// The join point a stuck `play` reader would skip to (`u64::MAX`: none), see
-    /// `LagWatch::check`.
-    grace: AtomicU64,
 }
 
 impl ReceiverStats {
@@ -222,7 +219,6 @@ impl ReceiverStats {
             position: AtomicU64::new(position),
             stalled_at: AtomicU64::new(u64::MAX),
             kicked: AtomicBool::new(false),
-            grace: AtomicU64::new(u64::MAX),
         }
     }
 
@@ -259,14 +255,6 @@ impl ReceiverStats {
     }
 
     /// True the first time only: its lag is reported once.
-    pub(super) fn grace(&self) -> Option<u64> {
-        Some(self.grace.load(Relaxed)).filter(|g| *g != u64::MAX)
-    }
-
-    pub(super) fn set_grace(&self, cursor: u64) {
-        self.grace.store(cursor, Relaxed);
-    }
-
     pub(super) fn mark_kicked(&self) -> bool {
         !self.kicked.swap(true, Relaxed)
     }

@@ -155,7 +155,7 @@ impl Broadcast {
             let notified = self.ingest.waker().notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if !self.majority_behind(lead) {
+            if !self.enough_behind(lead) {
                 break;
             }
             if since.is_none() {
@@ -177,14 +177,14 @@ impl Broadcast {
         since.map(|s| s.elapsed())
     }
 
-    fn majority_behind(&self, lead: u64) -> bool {
+    fn enough_behind(&self, lead: u64) -> bool {
         let head = self.ingest.head();
         let receivers = self.receiver_map();
         let lags = receivers
             .values()
             .filter(|r| r.holds())
             .map(|r| head.saturating_sub(r.position()));
-        ingest::majority_behind(lags, lead)
+        ingest::enough_behind(lags, lead)
     }
 
     fn positions(&self) -> HashMap<u64, u64> {

@@ -138,7 +138,11 @@ impl Feed {
     /// Its cursor moved to accounted offset `position`.
     fn moved(&self, position: u64) {
         let before = self.stats.move_to(position);
-        self.broadcast.ingest().advanced(before, position);
+        let gate = self.broadcast.ingest();
+        if gate.head().saturating_sub(position) <= gate.lead() {
+            self.stats.caught_up();
+        }
+        gate.advanced(before, position);
     }
 
     /// Unique while the feed lives.

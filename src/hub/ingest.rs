@@ -11,6 +11,11 @@
 //! closed, see [`super::log::overload`]). A receiver over the lead that takes nothing
 //! during a whole [`STALL`] of a pause is stalled, not slow: it stops counting until
 //! it takes something again, so a stuck receiver costs the publisher one [`STALL`].
+//! On a stream whose laggards skip (understood, `LAGGING_RECEIVERS=skip`), one still
+//! over the lead after [`OUTPACED`] of a pause is slower than the stream: it stops
+//! counting until it is back within the lead (its skip brings it). Where a laggard
+//! would be closed instead (an opaque stream, `close`), it keeps counting: more than
+//! a tenth of the audience is held to rather than cut, as the original does.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use std::time::Duration;
@@ -20,6 +25,10 @@ use tokio::sync::Notify;
 /// How long a pause waits for a receiver over the lead to take anything before it
 /// counts as stalled.
 pub(crate) const STALL: Duration = Duration::from_millis(500);
+/// How long a pause waits for a receiver over the lead to come back within it: one
+/// that cannot even while the publisher is held is slower than the stream (a slow
+/// client, not a busy server) and stops counting until it is back within the lead.
+pub(crate) const OUTPACED: Duration = Duration::from_secs(5);
 
 /// Ingest holds while more than `1 / HOLD_ABOVE_ONE_IN` of the counted receivers are over the lead.
 pub(crate) const HOLD_ABOVE_ONE_IN: usize = 10;

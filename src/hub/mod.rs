@@ -169,6 +169,9 @@ impl Broadcast {
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
                 self.mark_stalled(&snapshot, lead);
+                if since.is_some_and(|s| s.elapsed() >= ingest::OUTPACED) && self.may_skip() {
+                    self.mark_outpaced(lead);
+                }
                 snapshot = self.positions();
                 deadline = tokio::time::Instant::now() + ingest::STALL;
             }
@@ -201,6 +204,25 @@ impl Broadcast {
             if head.saturating_sub(position) > lead && snapshot.get(key) == Some(&position) {
                 tracing::debug!(target: "request", channel = %self.stats.channel, id = receiver.who.id, "receiver stalled during an ingest hold; it no longer holds the publisher");
                 receiver.stall(position);
+            }
+        }
+    }
+
+    /// Whether its laggards skip (an understood stream, `LAGGING_RECEIVERS=skip`)
+    /// rather than being closed.
+    fn may_skip(&self) -> bool {
+        self.lagging == LaggingReceivers::Skip && matches!(self.stats.container(), "webm" | "mp4")
+    }
+
+    /// Receivers still over the lead after [`ingest::OUTPACED`] of a pause stop counting
+    /// until they are back within it.
+    fn mark_outpaced(&self, lead: u64) {
+        let head = self.ingest.head();
+        let receivers = self.receiver_map();
+        for receiver in receivers.values() {
+            if receiver.holds() && head.saturating_sub(receiver.position()) > lead {
+                tracing::debug!(target: "request", channel = %self.stats.channel, id = receiver.who.id, "receiver slower than the stream during an ingest hold; it no longer holds the publisher");
+                receiver.outpace();
             }
         }
     }

@@ -203,6 +203,8 @@ pub(crate) struct ReceiverStats {
     position: AtomicU64,
     /// The position at which it was found stalled during an ingest hold (`u64::MAX`: never).
     stalled_at: AtomicU64,
+    /// Too slow to come back within the lead even while the publisher was held.
+    outpaced: AtomicBool,
     /// Its lag was reported (once, whichever of its writer or a watcher saw it first).
     kicked: AtomicBool,
 }
@@ -218,6 +220,7 @@ impl ReceiverStats {
             replay_left: AtomicU64::new(replay),
             position: AtomicU64::new(position),
             stalled_at: AtomicU64::new(u64::MAX),
+            outpaced: AtomicBool::new(false),
             kicked: AtomicBool::new(false),
         }
     }
@@ -237,6 +240,18 @@ impl ReceiverStats {
         self.kind != Kind::Probe
             && !self.kicked.load(Relaxed)
             && self.stalled_at.load(Relaxed) != self.position()
+            && !self.outpaced.load(Relaxed)
+    }
+
+    /// It stayed over the lead through a whole [`super::ingest::OUTPACED`] of a pause:
+    /// it stops counting until it comes back within the lead.
+    pub(super) fn outpace(&self) {
+        self.outpaced.store(true, Relaxed);
+    }
+
+    /// It came back within the lead.
+    pub(super) fn caught_up(&self) {
+        self.outpaced.store(false, Relaxed);
     }
 
     pub(super) fn stall(&self, position: u64) {

@@ -5,6 +5,7 @@
 //! join point (a Cluster, a `moof`), never cut: what it got is checked to be
 //! pieces of the recording in order, each jump landing on a join point.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -134,11 +135,12 @@ pub(crate) async fn run(target: &Target, plan: &MediaPlan) -> Result<u64> {
         let s = client::connect(target.receiver_endpoint(0), &path("receive"), None).await?;
         healthy.spawn(read_all(s, None));
     }
+    let media: Arc<[u8]> = plan.media.clone().into();
     let mut slow = JoinSet::new();
     for i in 0..plan.slow {
         let ep = target.receiver_endpoint(i);
         let s = client::connect(ep, &path("receive"), Some(SLOW_RCVBUF)).await?;
-        slow.spawn(read_all(s, Some(plan.slow_rate_bps)));
+        slow.spawn(read_all(s, Some((plan.slow_rate_bps, media.clone()))));
     }
     // Receivers registered before the first chunk: each must get the stream from its start.
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -212,7 +214,7 @@ pub(crate) async fn run(target: &Target, plan: &MediaPlan) -> Result<u64> {
             errors += 1;
         }
     }
-    println!("\nerrors over all runs: {errors}");
+    println!("\nerrors in this run: {errors}");
     Ok(errors)
 }
 
@@ -246,16 +248,20 @@ async fn publish(stream: tokio::net::TcpStream, plan: &MediaPlan, masked: bool) 
     Ok(())
 }
 
-/// Reads every message until the close; `rate_bps` throttles it (sleeps between
-/// messages so it never reads faster).
+/// Reads every message until the close. A throttled reader (`Some((rate, media))`)
+/// sleeps between messages so it never reads faster than `rate` bits per second,
+/// until what it gets stops being the recording as published (the server moved it
+/// forward): from then on it reads at full speed, as a player that caught up.
 async fn read_all(
     stream: tokio::net::TcpStream,
-    rate_bps: Option<f64>,
+    throttle: Option<(f64, Arc<[u8]>)>,
 ) -> Result<(Vec<u8>, Option<u16>)> {
     let (mut reader, _write) = Reader::new(stream, 64 << 20);
     let started = tokio::time::Instant::now();
     let mut got = Vec::new();
+    let mut throttle = throttle;
     loop {
+        let before = got.len();
         let mut closed = false;
         let code = reader
             .run(|ev| {
@@ -272,7 +278,12 @@ async fn read_all(
             // A connection dropped without a close frame counts as cut.
             Err(_) => return Ok((got, None)),
         }
-        if let Some(bps) = rate_bps {
+        if let Some((_, media)) = &throttle {
+            if media.get(before..got.len()) != Some(&got[before..]) {
+                throttle = None;
+            }
+        }
+        if let Some((bps, _)) = &throttle {
             let due = Duration::from_secs_f64(got.len() as f64 * 8.0 / bps);
             tokio::time::sleep_until(started + due).await;
         }

@@ -34,6 +34,8 @@ pub(crate) struct Feed {
     stats: Arc<ReceiverStats>,
     /// A skip decided while a batch was being written, handed out next.
     pending: Option<Skip>,
+    /// When `pending` was planned.
+    pending_since: Option<tokio::time::Instant>,
     skips: SkipHistory,
 }
 
@@ -82,6 +84,7 @@ impl Feed {
         let feed = Self {
             stats,
             pending: None,
+            pending_since: None,
             skips: SkipHistory::default(),
             broadcast,
             replay: start.replay.into(),
@@ -245,18 +248,30 @@ impl Feed {
 
     /// Resolves when this receiver, being written to, has fallen out of the lag window
     /// and is to be closed (cancel-safe). A receiver that may skip instead gets its skip
-    /// ready for the next batch; falling out again before it is handed out closes it.
+    /// ready for the next batch. When that skip falls out too before its writer is done
+    /// (the kernel's send buffer can hold seconds of a slow reader's stream), it moves to
+    /// the newest join point; one not handed out within [`overload::HAND_OUT_WITHIN`]
+    /// closes the receiver.
     pub(crate) async fn lagged(&mut self) -> Lagged {
         loop {
             let cursor = self.pending.as_ref().map_or(self.cursor, |s| s.cursor);
             let lag = self.broadcast.log().check_lag(cursor);
             if let Err(lagged) = lag {
-                if self.pending.is_some() {
-                    return self.kicked(lagged.because("skipped again within a minute"));
+                if let Some(skip) = self.pending.as_mut() {
+                    let fresh = self
+                        .pending_since
+                        .is_some_and(|t| t.elapsed() < overload::HAND_OUT_WITHIN);
+                    let before = skip.skipped_bytes;
+                    if fresh && self.broadcast.log().retarget(skip).is_ok() {
+                        self.broadcast.skipped_more(skip.skipped_bytes - before);
+                        continue;
+                    }
+                    return self.kicked(lagged.because("its skip was not taken in time"));
                 }
                 match self.plan_skip(cursor, lagged) {
                     Ok(skip) => {
                         self.pending = Some(skip);
+                        self.pending_since = Some(tokio::time::Instant::now());
                         continue;
                     }
                     Err(lagged) => return self.kicked(lagged),

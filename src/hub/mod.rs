@@ -287,6 +287,13 @@ impl Broadcast {
         tracing::info!(target: "request", channel = %self.stats.channel, session = receiver.who.id, behind_bytes, skipped_bytes, "receiver too slow: over its queue bound, skipped to the newest join point");
     }
 
+    /// A planned skip moved further ahead before it was handed out: `bytes` more skipped.
+    pub(crate) fn skipped_more(&self, bytes: u64) {
+        if let Some(metrics) = &self.metrics {
+            metrics.skipped_bytes.inc_by(bytes);
+        }
+    }
+
     /// Reports a receiver closed for falling behind.
     pub(crate) fn kicked(&self, receiver: &ReceiverStats, behind_bytes: u64) {
         // It no longer holds the publisher.

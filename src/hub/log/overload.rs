@@ -34,6 +34,9 @@ impl LaggingReceivers {
 
 /// A receiver that would skip again within this long is closed instead: it can never keep up.
 pub(crate) const SKIP_AGAIN_WITHIN: Duration = Duration::from_secs(60);
+/// How long a planned skip may wait for its writer (stuck in a write the kernel's send
+/// buffer hides) before the receiver is closed instead.
+pub(crate) const HAND_OUT_WITHIN: Duration = Duration::from_secs(20);
 
 /// Where a lagging receiver goes: `tail` then `media` are its next messages, then
 /// chunks from `cursor`.
@@ -46,6 +49,8 @@ pub(crate) struct Skip {
     pub cursor: u64,
     /// Stream bytes it never gets.
     pub skipped_bytes: u64,
+    /// Accounted offset of the join point it skips to.
+    joined_at: u64,
 }
 
 /// Why a lagging receiver cannot skip; it is closed with 1008 then.
@@ -108,7 +113,31 @@ impl ChunkLog {
             media: newest_entry.bytes.slice(newest_join..),
             cursor: newest + 1,
             skipped_bytes: to - from,
+            joined_at: to,
         })
+    }
+
+    /// Moves a planned skip that its writer has not handed out yet (and that fell out
+    /// of the window meanwhile) to the newest join point; its tail is kept. Never to a
+    /// join point still over the bound, never backwards.
+    pub(crate) fn retarget(&self, skip: &mut Skip) -> Result<(), NoSkip> {
+        let Some(&newest) = self.joins.back() else {
+            return Err(NoSkip::NoNewerJoin);
+        };
+        if newest < skip.cursor {
+            return Err(NoSkip::NoNewerJoin);
+        }
+        let entry = self.entry(newest).ok_or(NoSkip::TailGone)?;
+        if self.check_lag(newest + 1).is_err() {
+            return Err(NoSkip::JoinTooOld);
+        }
+        let join = entry.join.unwrap_or(0);
+        let to = entry.start + join as u64;
+        skip.skipped_bytes += to.saturating_sub(skip.joined_at);
+        skip.media = entry.bytes.slice(join..);
+        skip.cursor = newest + 1;
+        skip.joined_at = to;
+        Ok(())
     }
 
     /// Whether the chunk ending at accounted offset `front_end` (out of the window) is

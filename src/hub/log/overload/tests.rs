@@ -54,6 +54,28 @@ fn a_laggard_finishes_its_group_then_jumps_to_the_newest_join_point() {
 }
 
 #[test]
+fn a_planned_skip_moves_to_the_newest_join_point_and_keeps_its_tail() {
+    // Groups at 150, 420 and 510: a skip from chunk 2 goes to 510; then a join at 810 arrives.
+    let (log, stream) = log_of(1 << 20, &[100; 6], &[0, 150, 420, 510]);
+    let mut skip = log.skip(2).expect("a skip");
+    let tail = concat(&skip.tail);
+    assert_eq!(tail, stream[200..420]);
+    assert_eq!(skip.cursor, 6);
+    // Nothing newer yet: it stays where it is.
+    assert_eq!(log.retarget(&mut skip), Err(NoSkip::NoNewerJoin));
+    let (log, stream_after) = log_of(1 << 20, &[100; 10], &[0, 150, 420, 510, 810]);
+    assert_eq!(stream_after[..600], stream[..]);
+    let before = skip.skipped_bytes;
+    log.retarget(&mut skip).expect("moved to 810");
+    assert_eq!(concat(&skip.tail), tail, "the rest of its group is kept");
+    assert_eq!(&skip.media[..], &stream_after[810..900]);
+    assert_eq!(skip.cursor, 9);
+    assert_eq!(skip.skipped_bytes, before + (810 - 510));
+    // Never backwards, never twice to the same point.
+    assert_eq!(log.retarget(&mut skip), Err(NoSkip::NoNewerJoin));
+}
+
+#[test]
 fn no_skip_without_somewhere_newer_to_go() {
     let (log, _) = log_of(1 << 20, &[100; 10], &[0, 150]);
     assert_eq!(log.skip(2), Err(NoSkip::NoNewerJoin));

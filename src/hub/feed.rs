@@ -33,7 +33,7 @@ pub(crate) struct Feed {
     /// Its figures, registered with the broadcast while the feed lives.
     stats: Arc<ReceiverStats>,
     /// A skip decided while a batch was being written, handed out next.
-    pending: Option<Skip>,
+    pending: Option<Box<Skip>>,
     /// When `pending` was planned.
     pending_since: Option<tokio::time::Instant>,
     skips: SkipHistory,
@@ -193,7 +193,7 @@ impl Feed {
                 ready!(self.waiter.poll_changed(self.broadcast.wakers(), cx));
                 continue;
             }
-            if let Some(skip) = self.pending.take() {
+            if let Some(skip) = self.pending.take().map(|s| *s) {
                 return Poll::Ready(self.apply_skip(skip, out));
             }
             let before = out.len();
@@ -270,7 +270,7 @@ impl Feed {
                 }
                 match self.plan_skip(cursor, lagged) {
                     Ok(skip) => {
-                        self.pending = Some(skip);
+                        self.pending = Some(Box::new(skip));
                         self.pending_since = Some(tokio::time::Instant::now());
                         continue;
                     }

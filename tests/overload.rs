@@ -109,18 +109,42 @@ async fn drain_raw(mut r: RawWs) -> (Vec<Vec<u8>>, Option<u16>) {
     }
 }
 
-/// Receives whole messages until the close: (bytes, close code).
-async fn collect_with_code(mut r: Ws) -> (Vec<u8>, Option<u16>) {
-    let mut all = Vec::new();
-    loop {
-        match next_within(&mut r, Duration::from_secs(30))
+/// `n` receivers of `path`, reading whole messages until the close, once `waiting`
+/// receivers (these and any opened before) wait for the publisher.
+async fn healthy_receivers(
+    server: &Server,
+    path: &str,
+    n: usize,
+    waiting: usize,
+) -> Vec<tokio::task::JoinHandle<(Vec<u8>, Option<u16>)>> {
+    let mut receivers = Vec::new();
+    for _ in 0..n {
+        receivers.push(ws(&server.url(path)).await);
+    }
+    server.wait_waiting(waiting).await;
+    receivers
+        .into_iter()
+        .map(|r| tokio::spawn(collect_with_code(r)))
+        .collect()
+}
+
+/// Every healthy receiver got exactly `expected`, then a 1000 close.
+async fn check_healthy(
+    healthy: Vec<tokio::task::JoinHandle<(Vec<u8>, Option<u16>)>>,
+    expected: &[u8],
+) {
+    for (i, h) in healthy.into_iter().enumerate() {
+        let (got, code) = tokio::time::timeout(Duration::from_secs(60), h)
             .await
-            .expect("receiver stalled")
-        {
-            Got::Binary(b) => all.extend(b),
-            Got::Text(_) => {}
-            Got::Closed(code) => return (all, code),
-        }
+            .expect("healthy receiver finished")
+            .expect("healthy receiver task");
+        assert_eq!(code, Some(1000), "healthy receiver {i}");
+        assert!(
+            got == expected,
+            "healthy receiver {i}: {} of {} bytes",
+            got.len(),
+            expected.len()
+        );
     }
 }
 
@@ -157,15 +181,7 @@ fn webm(seconds: u32) -> Vec<u8> {
 async fn healthy_and_stuck(server: &Server, channel: &str, chunks: Vec<Vec<u8>>) -> Vec<u16> {
     let path = format!("/{channel}/k/receive");
     let mut stuck_ones = vec![stuck(server, &path).await, stuck(server, &path).await];
-    let mut healthy = Vec::new();
-    for _ in 0..HEALTHY {
-        healthy.push(ws(&server.url(&path)).await);
-    }
-    server.wait_waiting(HEALTHY + 2).await;
-    let healthy: Vec<_> = healthy
-        .into_iter()
-        .map(|r| tokio::spawn(collect_with_code(r)))
-        .collect();
+    let healthy = healthy_receivers(server, &path, HEALTHY, HEALTHY + 2).await;
     let mut publisher = ws(&server.url(&format!("/{channel}/k/publish"))).await;
     let expected: Vec<u8> = chunks.concat();
     // About 2.5 s whatever the count: a few MB/s, like a handful of HD streams.
@@ -175,19 +191,7 @@ async fn healthy_and_stuck(server: &Server, channel: &str, chunks: Vec<Vec<u8>>)
         tokio::time::sleep(pause).await;
     }
     close(publisher).await;
-    for (i, h) in healthy.into_iter().enumerate() {
-        let (got, code) = tokio::time::timeout(Duration::from_secs(60), h)
-            .await
-            .expect("healthy receiver finished")
-            .expect("healthy receiver task");
-        assert_eq!(code, Some(1000), "healthy receiver {i}");
-        assert!(
-            got == expected,
-            "healthy receiver {i}: {} of {} bytes",
-            got.len(),
-            expected.len()
-        );
-    }
+    check_healthy(healthy, &expected).await;
     let mut codes = Vec::new();
     for s in stuck_ones.drain(..) {
         let (_, code) = tokio::time::timeout(Duration::from_secs(60), drain_raw(s))
@@ -255,15 +259,7 @@ async fn throttled_receiver(
     let path = format!("/{channel}/k/receive");
     let mut slow = RawWs::connect_with(server.addr, &path, Some(32 * 1024)).await;
     slow.slow(4096, Duration::from_millis(20));
-    let mut receivers = Vec::new();
-    for _ in 0..healthy {
-        receivers.push(ws(&server.url(&path)).await);
-    }
-    server.wait_waiting(healthy + 1).await;
-    let healthy: Vec<_> = receivers
-        .into_iter()
-        .map(|r| tokio::spawn(collect_with_code(r)))
-        .collect();
+    let healthy = healthy_receivers(server, &path, healthy, healthy + 1).await;
     let recovered = Arc::new(AtomicBool::new(false));
     let flag = recovered.clone();
     let slow = tokio::spawn(async move {
@@ -294,14 +290,7 @@ async fn throttled_receiver(
         tokio::time::sleep(pause).await;
     }
     close(publisher).await;
-    for h in healthy {
-        let (got, code) = tokio::time::timeout(Duration::from_secs(60), h)
-            .await
-            .expect("healthy receiver finished")
-            .expect("healthy receiver task");
-        assert_eq!(code, Some(1000));
-        assert!(got == media, "a healthy receiver gets the exact stream");
-    }
+    check_healthy(healthy, media).await;
     tokio::time::timeout(Duration::from_secs(60), slow)
         .await
         .expect("throttled receiver finished")
@@ -414,15 +403,7 @@ async fn a_stuck_play_reader_of_webm_is_cut_not_skipped() {
         .write_all(b"GET /playstuck/k/play HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         .await
         .expect("request");
-    let healthy = [
-        tokio::spawn(collect_with_code(
-            ws(&server.url("/playstuck/k/receive")).await,
-        )),
-        tokio::spawn(collect_with_code(
-            ws(&server.url("/playstuck/k/receive")).await,
-        )),
-    ];
-    server.wait_waiting(3).await;
+    let healthy = healthy_receivers(&server, "/playstuck/k/receive", 2, 3).await;
     let mut publisher = ws(&server.url("/playstuck/k/publish")).await;
     let chunks = cut(&media, 13);
     let pause = Duration::from_micros(6_000_000 / chunks.len() as u64);
@@ -434,14 +415,7 @@ async fn a_stuck_play_reader_of_webm_is_cut_not_skipped() {
         .wait_metric("ws_stream_receivers_kicked_total", |n| n == 1.0)
         .await;
     close(publisher).await;
-    for h in healthy {
-        let (got, code) = tokio::time::timeout(Duration::from_secs(60), h)
-            .await
-            .expect("healthy receiver finished")
-            .expect("healthy receiver task");
-        assert_eq!(code, Some(1000));
-        assert!(got == media, "a healthy receiver gets the exact stream");
-    }
+    check_healthy(healthy, &media).await;
     assert_eq!(server.metric("ws_stream_receivers_skipped_total"), 0.0);
     // Its connection ends without the body's last chunk.
     let mut all = Vec::new();

@@ -108,7 +108,12 @@ pub fn cut(data: &[u8], seed: u64) -> Vec<Vec<u8>> {
 }
 
 /// Receives everything until the close.
-pub async fn collect(mut r: Ws) -> Vec<u8> {
+pub async fn collect(r: Ws) -> Vec<u8> {
+    collect_with_code(r).await.0
+}
+
+/// Receives whole messages until the close: (bytes, close code).
+pub async fn collect_with_code(mut r: Ws) -> (Vec<u8>, Option<u16>) {
     let mut all = Vec::new();
     loop {
         match next_within(&mut r, Duration::from_secs(30))
@@ -117,7 +122,7 @@ pub async fn collect(mut r: Ws) -> Vec<u8> {
         {
             Got::Binary(b) => all.extend(b),
             Got::Text(_) => {}
-            Got::Closed(_) => return all,
+            Got::Closed(code) => return (all, code),
         }
     }
 }

@@ -162,7 +162,7 @@ pub const VARS: &[Var] = &[
     var(
         ENV_INGEST_LEAD_MB,
         Value("4"),
-        "pause the publisher while most receivers are this far behind (≤ RECEIVER_QUEUE_MB/2; 0 = never)",
+        "hold the publisher while >1/10 of receivers lag this much (≤ RECEIVER_QUEUE_MB/2; 0 = never)",
     ),
     var(
         ENV_MAX_MESSAGE_SIZE_MB,

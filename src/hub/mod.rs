@@ -71,7 +71,7 @@ pub(crate) struct HubSettings {
     pub receiver_queue_bytes: u64,
     /// What becomes of a receiver over `receiver_queue_bytes`.
     pub lagging: LaggingReceivers,
-    /// Ingest pauses while most receivers are further behind than this (0 = never).
+    /// Ingest pauses while more than a tenth of the receivers are further behind than this (0 = never).
     pub ingest_lead_bytes: u64,
     /// Edge mode: a receiver of a channel without a publisher starts a pull.
     pub pull: bool,

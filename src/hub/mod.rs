@@ -4,7 +4,7 @@
 //! A publisher appends chunks to its broadcast's [`ChunkLog`] under a short lock
 //! and wakes the receivers; every receiver's writer task reads from its own cursor.
 //! The publisher never waits for any one receiver; it pauses reading only while
-//! most of them are behind ([`ingest`]).
+//! more than a tenth of them are behind ([`ingest`]).
 
 pub(crate) mod feed;
 pub(crate) mod ingest;
@@ -141,7 +141,7 @@ impl Broadcast {
         self.lagging
     }
 
-    /// Waits while most live receivers are more than the ingest lead behind (see
+    /// Waits while more than a tenth of the live receivers are more than the ingest lead behind (see
     /// [`ingest`]); returns how long it held the publisher, if it did.
     pub(crate) async fn hold(&self) -> Option<std::time::Duration> {
         let lead = self.ingest.lead();

@@ -152,27 +152,11 @@ const HEALTHY: usize = 50;
 
 /// `seconds` of VP8 + Opus WebM at about 1.5 Mbit/s (a keyframe every 1.6 s).
 fn webm(seconds: u32) -> Vec<u8> {
-    let args = [
-        "-c:v",
+    webm_encoded(
         "libvpx",
-        "-deadline",
-        "realtime",
-        "-cpu-used",
-        "8",
-        "-b:v",
-        "4M",
-        "-qmin",
-        "0",
-        "-qmax",
-        "8",
-        "-g",
-        "40",
-        "-c:a",
-        "libopus",
-        "-f",
-        "webm",
-    ];
-    encode(seconds, &args, true)
+        seconds,
+        &["-b:v", "4M", "-qmin", "0", "-qmax", "8"],
+    )
 }
 
 /// 50 healthy receivers and 2 stuck ones on a stream of `chunks` sent at a steady

@@ -171,23 +171,15 @@ pub async fn publish_with_joiners(
 
 /// 20 s of WebM video with `codec` + Opus, a keyframe every 1.6 s, about 5 MB.
 pub fn webm_video(codec: &str) -> Vec<u8> {
-    let args = [
-        "-c:v",
-        codec,
-        "-deadline",
-        "realtime",
-        "-cpu-used",
-        "8",
-        "-b:v",
-        "2M",
-        "-g",
-        "40",
-        "-c:a",
-        "libopus",
-        "-f",
-        "webm",
-    ];
-    encode(20, &args, true)
+    webm_encoded(codec, 20, &["-b:v", "2M"])
+}
+
+/// `seconds` of WebM video with `codec` (rate options `rate`) + Opus, a keyframe every 1.6 s.
+pub fn webm_encoded(codec: &str, seconds: u32, rate: &[&str]) -> Vec<u8> {
+    let mut args = vec!["-c:v", codec, "-deadline", "realtime", "-cpu-used", "8"];
+    args.extend_from_slice(rate);
+    args.extend(["-g", "40", "-c:a", "libopus", "-f", "webm"]);
+    encode(seconds, &args, true)
 }
 
 /// 12 s of fragmented MP4 (H.264 + AAC), a keyframe every 1.6 s, about 3 MB.

@@ -3,8 +3,8 @@
 //! MSE dropped the video of every Cluster that did not start at a keyframe).
 //!
 //! Firefox publishes its fake camera and microphone through the page and a
-//! second Firefox window plays the channel; then headless Chromium publishes
-//! and Firefox plays that. Each time `video.currentTime` and the decoded
+//! second Firefox window plays the channel, then headless Chromium plays it
+//! too; then Chromium publishes and Firefox plays that. Each time `video.currentTime` and the decoded
 //! frame count are sampled every 50 ms for 15 s: neither may stand still for
 //! more than 1.5 s, and time never runs backwards.
 //!
@@ -32,7 +32,7 @@ const WATCH: Duration = Duration::from_secs(15);
 const MAX_FREEZE: f64 = 1.5;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn firefox_plays_firefox_and_chromium_publishers_without_freezing() {
+async fn firefox_and_chromium_play_each_others_publishers_without_freezing() {
     tokio::time::timeout(SCENARIO, scenario())
         .await
         .expect("Firefox scenario exceeded its overall time bound");
@@ -57,6 +57,10 @@ async fn scenario() {
 
     let chromium = Browser::start(&artifacts).await;
     let cr = chromium.client();
+    let watched = watch_playing(cr, &origin, "from-firefox").await;
+    screenshot(cr, &artifacts.join("chromium-plays-firefox.png")).await;
+    watched.check("Firefox publisher played in Chromium");
+
     publish(cr, &origin, "from-chromium").await;
     let watched = watch_playing(ff, &origin, "from-chromium").await;
     screenshot(ff, &artifacts.join("firefox-plays-chromium.png")).await;

@@ -208,7 +208,8 @@ async fn kinds_not_listed_and_earlier_refusals_never_ask() {
     let third = ws(&server.url("/other/k/receive")).await;
     assert_eq!(refused(&server.url("/ch/k/probe")).await.0, 429);
     drop(third);
-    server.wait_connections("receive", 1).await;
+    // The slot, not the connection gauge: the two are released at different moments.
+    server.wait_ip_slots([127, 0, 0, 1].into(), 2).await;
     // The next request the callback sees is this probe: none of the above asked.
     let mut probe = ws(&server.url("/ch/k/probe")).await;
     assert_eq!(next_binary(&mut probe).await, vec![9]);

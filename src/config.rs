@@ -308,7 +308,7 @@ impl<F: Fn(&str) -> Option<String>> Parser<'_, F> {
                     }
                 })
                 .unwrap_or_default(),
-            ingest_lead_mb: self.sized(ENV_INGEST_LEAD_MB, 4, 0..=MAX_MB),
+            ingest_lead_mb: self.sized(ENV_INGEST_LEAD_MB, 2, 0..=MAX_MB),
             max_message_bytes: to_usize(self.sized(ENV_MAX_MESSAGE_SIZE_MB, 64, 1..=4096) * MIB),
             max_client_message_bytes: to_usize(
                 self.sized(ENV_MAX_CLIENT_MESSAGE_KB, 64, 1..=1 << 20) << 10,

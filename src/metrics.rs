@@ -130,7 +130,7 @@ impl Metrics {
         );
         r.register(
             "ingest_pauses",
-            "Times a publisher's reading paused because over a tenth of its receivers were over INGEST_LEAD_MB behind",
+            "Times a publisher's reading paused because its receivers were over INGEST_LEAD_MB behind (over a tenth, or one catching up)",
             self.ingest_pauses.clone(),
         );
         r.register_with_unit(

@@ -47,7 +47,7 @@ async fn count_in_order(mut r: Ws) -> (u64, Option<u16>) {
 async fn unwindowed_max_rate_cuts_nobody_and_loses_nothing() {
     // A publisher as fast as its socket accepts, 20 receivers in the same process:
     // the machine is the bottleneck, so the ingest hold must pace the publisher.
-    // The default RECEIVER_QUEUE_MB (64) and INGEST_LEAD_MB (4).
+    // The default RECEIVER_QUEUE_MB (64) and INGEST_LEAD_MB (2).
     let server = Server::start(&[
         ("GOP_CACHE_SIZE_MB", "0"),
         ("MAX_IP_CONCURRENT_CONNECTIONS", "64"),

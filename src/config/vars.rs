@@ -161,8 +161,8 @@ pub const VARS: &[Var] = &[
     ),
     var(
         ENV_INGEST_LEAD_MB,
-        Value("4"),
-        "hold the publisher while >1/10 of receivers lag this much (≤ RECEIVER_QUEUE_MB/2; 0 = never)",
+        Value("2"),
+        "publisher held while >1/10 of receivers lag this, or one 2× as far catches up (≤ RECEIVER_QUEUE_MB/2; 0 = no)",
     ),
     var(
         ENV_MAX_MESSAGE_SIZE_MB,

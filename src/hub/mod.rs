@@ -3,8 +3,9 @@
 //!
 //! A publisher appends chunks to its broadcast's [`ChunkLog`] under a short lock
 //! and wakes the receivers; every receiver's writer task reads from its own cursor.
-//! The publisher never waits for any one receiver; it pauses reading only while
-//! more than a tenth of them are behind ([`ingest`]).
+//! The publisher never waits for a slow or stuck receiver; it pauses reading only
+//! while more than a tenth of them are behind, or for about a second while one far
+//! behind catches up fast ([`ingest`]).
 
 pub(crate) mod feed;
 pub(crate) mod ingest;
@@ -71,7 +72,8 @@ pub(crate) struct HubSettings {
     pub receiver_queue_bytes: u64,
     /// What becomes of a receiver over `receiver_queue_bytes`.
     pub lagging: LaggingReceivers,
-    /// Ingest pauses while more than a tenth of the receivers are further behind than this (0 = never).
+    /// Ingest pauses while more than a tenth of the receivers are further behind than this,
+    /// or one keeps pace four times as far behind (0 = never).
     pub ingest_lead_bytes: u64,
     /// Edge mode: a receiver of a channel without a publisher starts a pull.
     pub pull: bool,
@@ -141,8 +143,8 @@ impl Broadcast {
         self.lagging
     }
 
-    /// Waits while more than a tenth of the live receivers are more than the ingest lead behind (see
-    /// [`ingest`]); returns how long it held the publisher, if it did.
+    /// Waits while more than a tenth of the live receivers are more than the ingest lead behind, or
+    /// one far behind keeps pace (see [`ingest`]); returns how long it held the publisher, if it did.
     pub(crate) async fn hold(&self) -> Option<std::time::Duration> {
         let lead = self.ingest.lead();
         if lead == 0 {
@@ -155,7 +157,7 @@ impl Broadcast {
             let notified = self.ingest.waker().notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if !self.enough_behind(lead) {
+            if !self.must_hold(lead) {
                 break;
             }
             if since.is_none() {
@@ -180,14 +182,15 @@ impl Broadcast {
         since.map(|s| s.elapsed())
     }
 
-    fn enough_behind(&self, lead: u64) -> bool {
+    fn must_hold(&self, lead: u64) -> bool {
         let head = self.ingest.head();
+        let now = tokio::time::Instant::now();
         let receivers = self.receiver_map();
-        let lags = receivers
+        let counted = receivers
             .values()
             .filter(|r| r.holds())
-            .map(|r| head.saturating_sub(r.position()));
-        ingest::enough_behind(lags, lead)
+            .map(|r| r.behind(head, now));
+        ingest::must_hold(counted, lead, self.ingest.rate(now))
     }
 
     fn positions(&self) -> HashMap<u64, u64> {

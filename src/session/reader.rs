@@ -267,8 +267,8 @@ fn deliver(
     Some(len)
 }
 
-/// Stops reading while more than a tenth of the receivers are over the ingest lead (TCP then pushes back on
-/// the publisher); the pause is not the publisher's silence.
+/// Stops reading while the receivers are behind ([`crate::hub::ingest`]: TCP then pushes back on the
+/// publisher); the pause is not the publisher's silence.
 async fn hold(broadcast: &Broadcast, activity: &Activity, info: &SessionInfo) {
     if let Some(paused) = broadcast.hold().await {
         activity.touch();
@@ -276,7 +276,7 @@ async fn hold(broadcast: &Broadcast, activity: &Activity, info: &SessionInfo) {
         info.metrics
             .ingest_paused_seconds
             .inc_by(paused.as_secs_f64());
-        tracing::debug!(target: "request", paused_ms = paused.as_millis() as u64, "{} ingest held: over a tenth of the receivers behind", info.tag);
+        tracing::debug!(target: "request", paused_ms = paused.as_millis() as u64, "{} ingest held: receivers behind", info.tag);
     }
 }
 

@@ -162,7 +162,7 @@ pub const VARS: &[Var] = &[
     var(
         ENV_INGEST_LEAD_MB,
         Value("2"),
-        "publisher held while >1/10 of receivers lag this, or one 2× as far catches up (≤ RECEIVER_QUEUE_MB/2; 0 = no)",
+        "hold ingest: >1/10 of receivers lag this, or one 2× as far catches up (≤ RECEIVER_QUEUE_MB/2; 0: no)",
     ),
     var(
         ENV_MAX_MESSAGE_SIZE_MB,

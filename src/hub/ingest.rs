@@ -97,29 +97,38 @@ pub(crate) fn keeps_pace_far_behind(r: Behind, lead: u64, ingest_rate: u64) -> b
         && excess * 1000 <= u128::from(r.rate) * CATCH_UP.as_millis()
 }
 
-/// A receiver's recent rate: what it took since a mark one to two [`RATE_WINDOW`]s old
-/// (two marks, so the measure never starts from an empty window).
+/// A recent rate (a receiver's, or its publisher's): what was taken since a mark one
+/// to two [`RATE_WINDOW`]s old (two marks, so the measure never starts from an empty
+/// window). Only the publisher's reader (the hold) measures it; the lock makes it
+/// shareable.
 #[derive(Debug, Default)]
 pub(crate) struct Pace {
+    marks: Mutex<Marks>,
+}
+
+#[derive(Debug, Default)]
+struct Marks {
     older: Option<(Instant, u64)>,
     newer: Option<(Instant, u64)>,
 }
 
 impl Pace {
-    /// Its rate in bytes per second at `now`, standing at `position`; 0 until a window has passed.
-    pub(crate) fn rate(&mut self, now: Instant, position: u64) -> u64 {
-        match self.newer {
+    /// The rate in bytes per second at `now`, standing at `position`; 0 until a window has passed.
+    pub(crate) fn rate(&self, now: Instant, position: u64) -> u64 {
+        // Every update below is one assignment: a panic cannot leave the marks inconsistent.
+        let mut marks = self.marks.lock().unwrap_or_else(PoisonError::into_inner);
+        match marks.newer {
             None => {
-                self.older = Some((now, position));
-                self.newer = Some((now, position));
+                marks.older = Some((now, position));
+                marks.newer = Some((now, position));
             }
             Some((at, _)) if now.saturating_duration_since(at) >= RATE_WINDOW => {
-                self.older = self.newer;
-                self.newer = Some((now, position));
+                marks.older = marks.newer;
+                marks.newer = Some((now, position));
             }
             Some(_) => {}
         }
-        let Some((at, from)) = self.older else {
+        let Some((at, from)) = marks.older else {
             return 0;
         };
         let span = now.saturating_duration_since(at);
@@ -140,8 +149,8 @@ pub(crate) struct IngestGate {
     head: AtomicU64,
     paused: AtomicBool,
     wake: Notify,
-    /// The publisher's recent rate; only its reader (the hold) takes it.
-    pace: Mutex<Pace>,
+    /// The publisher's recent rate.
+    pace: Pace,
 }
 
 impl IngestGate {
@@ -151,7 +160,7 @@ impl IngestGate {
             head: AtomicU64::new(0),
             paused: AtomicBool::new(false),
             wake: Notify::new(),
-            pace: Mutex::default(),
+            pace: Pace::default(),
         }
     }
 
@@ -169,10 +178,7 @@ impl IngestGate {
 
     /// What the publisher brought a second recently ([`Pace`]), at `now`.
     pub(crate) fn rate(&self, now: Instant) -> u64 {
-        let head = self.head();
-        // A panic while holding it cannot leave two marks inconsistent.
-        let mut pace = self.pace.lock().unwrap_or_else(PoisonError::into_inner);
-        pace.rate(now, head)
+        self.pace.rate(now, self.head())
     }
 
     pub(crate) fn is_paused(&self) -> bool {
@@ -283,7 +289,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_pace_is_what_was_taken_over_the_last_window_or_two() {
-        let mut pace = Pace::default();
+        let pace = Pace::default();
         let t0 = Instant::now();
         assert_eq!(pace.rate(t0, 0), 0, "no window has passed");
         assert_eq!(pace.rate(t0 + RATE_WINDOW / 2, 500), 0);
@@ -336,6 +342,13 @@ mod tests {
         }
     }
 
+    /// A wait for the gate's wake, registered at once.
+    fn armed(gate: &IngestGate) -> std::pin::Pin<Box<tokio::sync::futures::Notified<'_>>> {
+        let mut waiter = Box::pin(gate.waker().notified());
+        waiter.as_mut().enable();
+        waiter
+    }
+
     /// Whether `waiter` has been woken, without waiting.
     async fn woken(waiter: std::pin::Pin<&mut tokio::sync::futures::Notified<'_>>) -> bool {
         let mut waiter = waiter;
@@ -352,16 +365,12 @@ mod tests {
         let gate = IngestGate::new(100);
         gate.set_head(1000);
         gate.set_paused(true);
-        let waiter = gate.waker().notified();
-        tokio::pin!(waiter);
-        waiter.as_mut().enable();
+        let mut waiter = armed(&gate);
         gate.advanced(0, 500);
         assert!(!woken(waiter.as_mut()).await, "still 500 behind: no wake");
         gate.advanced(500, 850);
         assert!(woken(waiter.as_mut()).await, "back within the far mark");
-        let waiter = gate.waker().notified();
-        tokio::pin!(waiter);
-        waiter.as_mut().enable();
+        let mut waiter = armed(&gate);
         gate.advanced(850, 880);
         assert!(!woken(waiter.as_mut()).await, "120 behind: no mark crossed");
         gate.advanced(880, 950);

@@ -4,8 +4,8 @@
 //! A publisher appends chunks to its broadcast's [`ChunkLog`] under a short lock
 //! and wakes the receivers; every receiver's writer task reads from its own cursor.
 //! The publisher never waits for a slow or stuck receiver; it pauses reading only
-//! while more than a tenth of them are behind, or for about a second while one far
-//! behind catches up fast ([`ingest`]).
+//! while more than a tenth of them are behind, or for about two seconds while one
+//! far behind catches up ([`ingest`]).
 
 pub(crate) mod feed;
 pub(crate) mod ingest;
@@ -73,7 +73,7 @@ pub(crate) struct HubSettings {
     /// What becomes of a receiver over `receiver_queue_bytes`.
     pub lagging: LaggingReceivers,
     /// Ingest pauses while more than a tenth of the receivers are further behind than this,
-    /// or one keeps pace four times as far behind (0 = never).
+    /// or one twice as far behind catches up (0 = never).
     pub ingest_lead_bytes: u64,
     /// Edge mode: a receiver of a channel without a publisher starts a pull.
     pub pull: bool,

@@ -5,7 +5,7 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering::Relaxed, Ordering::SeqCst};
-use std::sync::{Mutex, OnceLock, PoisonError};
+use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
@@ -208,7 +208,7 @@ pub(crate) struct ReceiverStats {
     /// Its lag was reported (once, whichever of its writer or a watcher saw it first).
     kicked: AtomicBool,
     /// Its recent rate, measured by the ingest hold (only the publisher's reader takes it).
-    pace: Mutex<super::ingest::Pace>,
+    pace: super::ingest::Pace,
 }
 
 impl ReceiverStats {
@@ -224,18 +224,16 @@ impl ReceiverStats {
             stalled_at: AtomicU64::new(u64::MAX),
             outpaced: AtomicBool::new(false),
             kicked: AtomicBool::new(false),
-            pace: Mutex::default(),
+            pace: super::ingest::Pace::default(),
         }
     }
 
     /// How far behind `head` it is and how fast it has been taking, at `now`.
     pub(super) fn behind(&self, head: u64, now: Instant) -> super::ingest::Behind {
         let position = self.position();
-        // A panic while holding it cannot leave two marks inconsistent.
-        let mut pace = self.pace.lock().unwrap_or_else(PoisonError::into_inner);
         super::ingest::Behind {
             lag: head.saturating_sub(position),
-            rate: pace.rate(now, position),
+            rate: self.pace.rate(now, position),
         }
     }
 
